@@ -1,0 +1,188 @@
+"""``imnm replay`` and ``imnm state``: run a JSON-lines history through the domain core."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO
+
+import orjson
+import yaml
+from pydantic import ValidationError
+
+from imnm_common.contracts.alerts import AlertTransition
+from imnm_common.domain.config import DEFAULT_RULES_CONFIG, RulesConfig
+from imnm_common.domain.picture import ClinicalPicture
+from imnm_common.service_layer.replay import Replay
+
+EXIT_OK, EXIT_USAGE, EXIT_REJECTED = 0, 2, 3
+
+
+class UsageError(Exception):
+    pass
+
+
+def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    replay = commands.add_parser(
+        "replay",
+        help="replay canonical events (JSON lines) and print alert transitions",
+        description="Exit status: 0 all lines accepted, 3 some rejected, 2 usage or I/O error.",
+    )
+    replay.add_argument("file", help="events.v1 JSON lines; '-' reads standard input")
+    _common(replay)
+    replay.add_argument("--format", choices=("json", "table"), default="json")
+    replay.set_defaults(handler=run_replay)
+
+    state = commands.add_parser("state", help="replay a file and show one patient's state")
+    state.add_argument("file")
+    state.add_argument("--patient", required=True, help="patient_id (MRN)")
+    _common(state)
+    state.set_defaults(handler=run_state)
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--now", help="advance the clock to this RFC 3339 time at the end (default: last event)"
+    )
+    parser.add_argument("--rules-config", help="YAML or JSON file of rule thresholds")
+
+
+def parse_now(text: str | None) -> float | None:
+    if text is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise UsageError(f"--now: not an RFC 3339 timestamp: {text!r}") from None
+    if moment.tzinfo is None:
+        raise UsageError("--now: the timestamp needs a UTC offset, e.g. 2025-06-01T00:00:00Z")
+    return moment.timestamp()
+
+
+def load_rules_config(path: str | None) -> RulesConfig:
+    if not path:
+        return DEFAULT_RULES_CONFIG
+    try:
+        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    except OSError as error:
+        raise UsageError(f"--rules-config: cannot read {path}: {error.strerror}") from None
+    except yaml.YAMLError as error:
+        raise UsageError(f"--rules-config: {path} is not YAML/JSON: {error}") from None
+    try:
+        return RulesConfig.model_validate(raw)
+    except ValidationError as error:
+        first = error.errors(include_url=False)[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise UsageError(f"--rules-config: {where}: {first['msg']}") from None
+
+
+def _lines(path: str) -> Iterator[bytes]:
+    if path == "-":
+        yield from sys.stdin.buffer
+        return
+    try:
+        handle = open(path, "rb")  # noqa: SIM115 - streamed line by line
+    except OSError as error:
+        raise UsageError(f"cannot read {path}: {error.strerror}") from None
+    with handle:
+        yield from handle
+
+
+def run_replay(args: argparse.Namespace) -> int:
+    try:
+        now = parse_now(args.now)
+        config = load_rules_config(args.rules_config)
+        replay = Replay(config)
+        started = time.perf_counter()
+        out = sys.stdout.buffer
+        table = args.format == "table"
+        if table:
+            _table_header(sys.stdout)
+        for transition in _all(replay, _lines(args.file), now):
+            if table:
+                _table_row(sys.stdout, transition)
+            else:
+                out.write(transition.model_dump_json().encode() + b"\n")
+        out.flush()
+        elapsed = time.perf_counter() - started
+    except UsageError as error:
+        print(f"imnm replay: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    _report(replay, elapsed, sys.stderr)
+    return EXIT_REJECTED if replay.stats.rejected_total else EXIT_OK
+
+
+def _all(replay: Replay, lines: Iterator[bytes], now: float | None) -> Iterator[AlertTransition]:
+    yield from replay.feed_lines(lines)
+    yield from replay.finish(now)
+
+
+def _report(replay: Replay, elapsed: float, err: IO[str]) -> None:
+    for rejection in replay.rejections:
+        print(f"line {rejection.line}: {rejection.reason}", file=err)
+    s = replay.stats
+    rate = s.read / elapsed if elapsed > 0 else 0.0
+    print(
+        f"events read {s.read}, accepted {s.accepted}, duplicates {s.duplicates}, "
+        f"stale order versions {s.stale_versions}, rejected {s.rejected_total}, "
+        f"patients {len(replay.states)}, {elapsed:.2f} s ({rate:,.0f} events/s)",
+        file=err,
+    )
+    for code, count in sorted(s.rejected.items()):
+        print(f"  rejected {code}: {count}", file=err)
+    for key, count in sorted(s.transitions.items()):
+        print(f"  transitions {key}: {count}", file=err)
+
+
+_COLUMNS = (("raised_at", 17), ("status", 8), ("severity", 8), ("patient", 12), ("rule", 30))
+
+
+def _table_header(out: IO[str]) -> None:
+    out.write(" ".join(name.ljust(width) for name, width in _COLUMNS) + " summary\n")
+
+
+def _table_row(out: IO[str], t: AlertTransition) -> None:
+    when = (t.resolved_at or t.raised_at).strftime("%Y-%m-%d %H:%M")
+    cells = (when, t.status, t.severity, t.patient_id[:12], t.rule)
+    out.write(
+        " ".join(c.ljust(w) for c, (_, w) in zip(cells, _COLUMNS, strict=True))
+        + f" {t.summary}\n"
+    )
+
+
+def run_state(args: argparse.Namespace) -> int:
+    try:
+        now = parse_now(args.now)
+        config = load_rules_config(args.rules_config)
+        replay = Replay(config)
+        for _ in _all(replay, _lines(args.file), now):
+            pass
+    except UsageError as error:
+        print(f"imnm state: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    state = replay.states.get(args.patient)
+    if state is None:
+        print(f"imnm state: no events for patient {args.patient!r}", file=sys.stderr)
+        return EXIT_USAGE
+    at = replay.clock or 0.0
+    picture = ClinicalPicture(state, at, config.pulse_threshold_mg_per_day)
+    summary = {
+        "as_of": _iso(at),
+        "tracked": state.tracked_at(at),
+        "phase": picture.phase.value,
+        "prednisone_equivalent_mg_per_day": round(picture.prednisone_equivalent_mg_per_day, 3),
+        "course_peak_mg_per_day": picture.course_peak_mg_per_day,
+        "taper_started_at": _iso(picture.taper_started_at),
+        "treatment_started_at": _iso(picture.treatment_started_at),
+        "state": orjson.loads(state.to_bytes()),
+    }
+    sys.stdout.buffer.write(orjson.dumps(summary, option=orjson.OPT_INDENT_2) + b"\n")
+    return EXIT_REJECTED if replay.stats.rejected_total else EXIT_OK
+
+
+def _iso(ts: float | None) -> str | None:
+    return None if ts is None else datetime.fromtimestamp(ts, UTC).isoformat()

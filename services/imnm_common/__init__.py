@@ -1,0 +1,1 @@
+"""Shared kernel of imnm-safety: event contracts, the pure IMNM domain core, settings and Kafka helpers."""

@@ -1,0 +1,22 @@
+"""deadletter.v1: a rejected input message with the reason and where it came from."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+
+class DeadLetter(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    reason: str = Field(description="Why it was rejected, naming the field.")
+    reason_code: str = Field(description="Short category, also the metrics label.")
+    payload: str = Field(description="The original message value (UTF-8, or base64).")
+    payload_encoding: Literal["utf-8", "base64"] = "utf-8"
+    key: str | None = None
+    topic: str
+    partition: int = Field(ge=0)
+    offset: int = Field(ge=0)
+    rejected_at: AwareDatetime = Field(description="Wall-clock time of the rejection.")
+    service: str = Field(default="imnm-tracker")

@@ -1,0 +1,204 @@
+"""events.v1: the canonical input event, one JSON object per message, keyed by ``patient_id``.
+
+Strict typing on purpose: a hospital feed that sends ``"20"`` for a dose or an epoch number for a
+timestamp is misconfigured, and silently coercing it would hide that from the integration team.
+Unknown fields are ignored so producers can add fields without breaking us.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    model_validator,
+)
+
+# Plausibility ceilings: values above them are almost always unit or keying errors.
+CREATINE_KINASE_LOINC = "2157-6"
+MAX_PLAUSIBLE_CK_U_PER_L = 1_000_000.0
+MAX_MMT8_SCORE = 150.0
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+
+
+class _Envelope(_Strict):
+    event_id: str = Field(min_length=1, max_length=128, description="Unique per clinical event.")
+    patient_id: str = Field(min_length=1, max_length=64, description="The patient's MRN.")
+    occurred_at: AwareDatetime = Field(
+        description="Clinical time (specimen collected, order signed or changed, exam done); "
+        "RFC 3339 with an offset. Events may arrive late and out of order."
+    )
+    source: str | None = Field(default=None, max_length=256)
+
+
+class DiagnosisEvent(_Envelope):
+    event_type: Literal["diagnosis"]
+    condition: str = Field(min_length=1, max_length=128, description='"IMNM" is tracked.')
+    antibody: Literal["anti-HMGCR", "anti-SRP", "seronegative", "unknown"] | None = None
+    statin_associated: bool | None = None
+    status: Literal["active", "resolved", "entered-in-error"] = "active"
+
+
+class LabResultEvent(_Envelope):
+    event_type: Literal["lab_result"]
+    loinc: str = Field(min_length=3, max_length=16, pattern=r"^[0-9]{1,7}-[0-9]$")
+    value: float | None = Field(default=None, ge=0)
+    value_text: str | None = Field(default=None, min_length=1, max_length=256)
+    unit: str | None = Field(default=None, max_length=32, description="UCUM unit, e.g. U/L.")
+    reference_high: float | None = Field(default=None, ge=0)
+    result_id: str | None = Field(default=None, min_length=1, max_length=128)
+    status: Literal["final", "corrected", "preliminary", "cancelled", "entered-in-error"] = "final"
+
+    @model_validator(mode="after")
+    def _value_present_and_plausible(self) -> LabResultEvent:
+        if self.value is None and self.value_text is None and self.status != "entered-in-error":
+            raise ValueError("value: one of value or value_text is required")
+        if (
+            self.loinc == CREATINE_KINASE_LOINC
+            and self.value is not None
+            and self.value > MAX_PLAUSIBLE_CK_U_PER_L
+        ):
+            raise ValueError(
+                f"value: creatine kinase {self.value:g} is implausible "
+                f"(above {MAX_PLAUSIBLE_CK_U_PER_L:,.0f} U/L)"
+            )
+        return self
+
+
+class Medication(_Strict):
+    rxnorm: str | None = Field(default=None, min_length=1, max_length=16, pattern=r"^[0-9]+$")
+    atc: str | None = Field(default=None, min_length=1, max_length=7)
+    name: str | None = Field(default=None, min_length=1, max_length=256)
+
+    @model_validator(mode="after")
+    def _identified(self) -> Medication:
+        if self.rxnorm is None and self.atc is None and self.name is None:
+            raise ValueError("at least one of rxnorm, atc or name is required")
+        return self
+
+
+class Dose(_Strict):
+    value: float = Field(gt=0)
+    unit: str = Field(min_length=1, max_length=16, description="mg, g, mcg, tablet, mL, unit, ...")
+
+
+class Frequency(_Strict):
+    """FHIR Timing.repeat: ``times`` administrations per ``period`` ``unit``."""
+
+    times: int = Field(ge=1, le=1000)
+    period: float = Field(gt=0)
+    unit: Literal["h", "d", "wk", "mo"]
+
+
+class MedicationOrderEvent(_Envelope):
+    event_type: Literal["medication_order"]
+    order_id: str = Field(min_length=1, max_length=128)
+    status: Literal[
+        "active",
+        "on-hold",
+        "cancelled",
+        "completed",
+        "entered-in-error",
+        "stopped",
+        "draft",
+        "unknown",
+    ]
+    medication: Medication
+    dose: Dose | None = None
+    frequency: Frequency | None = None
+    route: str | None = Field(default=None, max_length=64)
+
+
+class MuscleAssessmentEvent(_Envelope):
+    event_type: Literal["muscle_assessment"]
+    instrument: Literal["MMT8"]
+    score: float = Field(ge=0, le=MAX_MMT8_SCORE, description="MMT-8 total, 0-150.")
+
+
+CanonicalEvent = Annotated[
+    DiagnosisEvent | LabResultEvent | MedicationOrderEvent | MuscleAssessmentEvent,
+    Field(discriminator="event_type"),
+]
+
+_EVENT_ADAPTER: TypeAdapter[CanonicalEvent] = TypeAdapter(CanonicalEvent)
+
+
+class EventRejected(ValueError):
+    """An input message that is not a valid events.v1 event; ``reason`` names the field."""
+
+    def __init__(self, reason: str, code: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.code = code  # a short, label-safe category for metrics
+
+
+def _reason_from(error: ValidationError) -> EventRejected:
+    first = error.errors(include_url=False)[0]
+    loc = [str(part) for part in first["loc"]]
+    # The discriminator tag is part of pydantic's location; people think in field names.
+    if loc and loc[0] in {
+        "diagnosis",
+        "lab_result",
+        "medication_order",
+        "muscle_assessment",
+    }:
+        loc = loc[1:]
+    kind = first["type"]
+    message = first["msg"].removeprefix("Value error, ")
+    if kind == "json_invalid":
+        return EventRejected(f"malformed JSON: {first['ctx'].get('error', message)}", "bad_json")
+    if kind in {"model_type", "model_attributes_type", "dict_type"} and not loc:
+        return EventRejected("event must be a JSON object", "not_an_object")
+    if kind == "union_tag_not_found":
+        return EventRejected("event_type: field required", "missing_field")
+    if kind == "union_tag_invalid":
+        return EventRejected(
+            f"event_type: unknown event type {first.get('ctx', {}).get('tag')!r}; expected one of "
+            "diagnosis, lab_result, medication_order, muscle_assessment",
+            "unknown_event_type",
+        )
+    field = ".".join(loc)
+    if kind == "missing":
+        return EventRejected(f"{field}: field required", "missing_field")
+    if kind == "timezone_aware":
+        return EventRejected(f"{field}: timestamp must carry a UTC offset", "bad_timestamp")
+    if kind.startswith("datetime"):
+        return EventRejected(f"{field}: not an RFC 3339 timestamp ({message})", "bad_timestamp")
+    if kind == "value_error":
+        # Our own validators already prefix the field ("value: ...").
+        text = f"{field}: {message}" if field and not message.startswith(field) else message
+        code = "implausible_value" if "implausible" in message else "invalid_value"
+        return EventRejected(text, code)
+    if kind in {"greater_than_equal", "greater_than", "less_than_equal", "less_than"}:
+        return EventRejected(f"{field}: {message}", "out_of_range")
+    return EventRejected(f"{field}: {message}" if field else message, "schema_violation")
+
+
+def parse_event(raw: bytes | str) -> CanonicalEvent:
+    """Parse and validate one JSON message; raise :class:`EventRejected` with a reason."""
+    try:
+        return _EVENT_ADAPTER.validate_json(raw)
+    except ValidationError as error:
+        raise _reason_from(error) from None
+
+
+def parse_event_object(obj: Any) -> CanonicalEvent:
+    """Validate an already-decoded JSON value (as from a JSON parser, not Python objects)."""
+    if not isinstance(obj, dict):
+        raise EventRejected("event must be a JSON object", "not_an_object")
+    try:
+        return _EVENT_ADAPTER.validate_python(obj, strict=False)
+    except ValidationError as error:
+        raise _reason_from(error) from None
+
+
+def event_json_schema() -> dict[str, Any]:
+    return _EVENT_ADAPTER.json_schema()

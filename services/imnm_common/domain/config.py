@@ -1,0 +1,86 @@
+"""Rule thresholds: every number a rule compares is here, with the seed's defaults.
+
+Loaded from a YAML or JSON file (``--rules-config``); unknown keys are errors so a typo in a
+threshold never silently falls back to the default.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _RuleConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    enabled: bool = True
+
+
+class StatinActiveConfig(_RuleConfig):
+    pass
+
+
+class SustainedGlucocorticoidConfig(_RuleConfig):
+    """Glucocorticoid >= ``min_mg_per_day`` prednisone-equivalent for >= ``min_days``."""
+
+    min_mg_per_day: float = Field(gt=0)
+    min_days: float = Field(gt=0)
+    max_gap_hours: float = Field(default=24.0, ge=0)
+
+
+class MonitoringConfig(_RuleConfig):
+    induction_taper_days: float = Field(gt=0)
+    maintenance_days: float = Field(gt=0)
+
+
+class TaperTooFastConfig(_RuleConfig):
+    max_reduction_fraction: float = Field(default=0.20, gt=0, lt=1)
+    min_reduction_mg: float = Field(default=2.5, ge=0)
+    window_days: float = Field(default=28.0, gt=0)
+
+
+class TaperRelapseRiskConfig(_RuleConfig):
+    default_ck_upper_limit: float = Field(default=200.0, gt=0)
+    ck_rise_factor: float = Field(default=1.5, gt=1)
+    mmt8_drop_fraction: float = Field(default=0.10, gt=0, lt=1)
+
+
+class MethotrexateDailyConfig(_RuleConfig):
+    min_period_days: float = Field(default=7.0, gt=0)
+
+
+class TacrolimusTroughConfig(_RuleConfig):
+    low_ng_per_ml: float = Field(default=5.0, ge=0)
+    high_ng_per_ml: float = Field(default=10.0, gt=0)
+
+
+class RulesConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    statin_active: StatinActiveConfig = StatinActiveConfig()
+    pjp_prophylaxis_missing: SustainedGlucocorticoidConfig = SustainedGlucocorticoidConfig(
+        min_mg_per_day=20.0, min_days=28.0
+    )
+    calcium_vitamin_d_missing: SustainedGlucocorticoidConfig = SustainedGlucocorticoidConfig(
+        min_mg_per_day=2.5, min_days=14.0
+    )
+    bone_protection_review: SustainedGlucocorticoidConfig = SustainedGlucocorticoidConfig(
+        min_mg_per_day=7.5, min_days=90.0
+    )
+    steroid_sparing_agent_missing: SustainedGlucocorticoidConfig = (
+        SustainedGlucocorticoidConfig(min_mg_per_day=20.0, min_days=28.0)
+    )
+    ck_monitoring_overdue: MonitoringConfig = MonitoringConfig(
+        induction_taper_days=28.0, maintenance_days=90.0
+    )
+    muscle_assessment_overdue: MonitoringConfig = MonitoringConfig(
+        induction_taper_days=90.0, maintenance_days=90.0
+    )
+    taper_too_fast: TaperTooFastConfig = TaperTooFastConfig()
+    taper_relapse_risk: TaperRelapseRiskConfig = TaperRelapseRiskConfig()
+    methotrexate_daily_dosing: MethotrexateDailyConfig = MethotrexateDailyConfig()
+    tacrolimus_trough_out_of_range: TacrolimusTroughConfig = TacrolimusTroughConfig()
+    pulse_threshold_mg_per_day: float = Field(default=250.0, gt=0)
+    seen_event_ids_kept: int = Field(default=64, ge=0)
+    lab_history_days: float = Field(default=400.0, gt=0)
+
+
+DEFAULT_RULES_CONFIG = RulesConfig()

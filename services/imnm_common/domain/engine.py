@@ -1,0 +1,347 @@
+"""The domain verbs: ``apply`` an event, ``advance`` the clock, ask ``next_due``.
+
+Time handling, in one place:
+- ``apply`` records an event and judges the *immediate* rules (statin, methotrexate timing,
+  tacrolimus) at once, because they do not depend on the glucocorticoid dose.
+- Dose-based rules are judged when the event's instant closes: ``advance`` to a time at or after
+  it. Events sharing one ``occurred_at`` are therefore one change (a stop + new replacement order
+  is judged as the single dose step it is).
+- Time-based rules become due at instants the rules compute (day 28 of a course, CK overdue...);
+  ``next_due`` returns the earliest, and ``advance`` fires them in time order with the due time as
+  the alert's ``raised_at``. Evaluation times only move forward.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from imnm_common.contracts.alerts import AlertTransition
+from imnm_common.contracts.events import (
+    CanonicalEvent,
+    DiagnosisEvent,
+    LabResultEvent,
+    MedicationOrderEvent,
+    MuscleAssessmentEvent,
+)
+from imnm_common.domain import knowledge
+from imnm_common.domain.config import DEFAULT_RULES_CONFIG, RulesConfig
+from imnm_common.domain.picture import ClinicalPicture
+from imnm_common.domain.rules import RULES, Finding, RuleContext
+from imnm_common.domain.state import (
+    DAY,
+    Diagnosis,
+    LabValue,
+    MedicationOrder,
+    MuscleScore,
+    OpenAlert,
+    OrderVersion,
+    PatientState,
+)
+
+IMMEDIATE_RULES = tuple(name for name, (info, _) in RULES.items() if info.immediate)
+ALL_RULES = tuple(RULES)
+TRACKED_CONDITION = "imnm"
+
+
+@dataclass(slots=True)
+class ApplyOutcome:
+    transitions: list[AlertTransition] = field(default_factory=list)
+    duplicate: bool = False
+    stale: bool = False  # an older order version delivered late: kept out of state
+
+
+def new_state(patient_id: str) -> PatientState:
+    return PatientState(patient_id=patient_id)
+
+
+def to_utc(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, UTC)
+
+
+def alert_id_for(patient_id: str, rule: str, slot: str, since: float) -> str:
+    """Deterministic: same patient, rule, slot and episode start give the same id everywhere."""
+    digest = hashlib.blake2b(
+        f"{patient_id}\x1f{rule}\x1f{slot}\x1f{since:.3f}".encode(), digest_size=12
+    ).hexdigest()
+    return f"al-{digest}"
+
+
+# --------------------------------------------------------------------------------------------
+# recording events
+def apply(
+    state: PatientState, event: CanonicalEvent, config: RulesConfig = DEFAULT_RULES_CONFIG
+) -> ApplyOutcome:
+    """Record one event; judge the immediate rules. The caller owns ``state`` (mutated)."""
+    if event.patient_id != state.patient_id:
+        raise ValueError("event belongs to another patient")
+    if event.event_id in state.seen_event_ids:
+        return ApplyOutcome(duplicate=True)
+    at = event.occurred_at.timestamp()
+    stale = False
+    if isinstance(event, MedicationOrderEvent):
+        stale = not _record_order(state, event, at)
+    elif isinstance(event, LabResultEvent):
+        _record_lab(state, event, at, config)
+    elif isinstance(event, MuscleAssessmentEvent):
+        _record_score(state, event, at, config)
+    elif isinstance(event, DiagnosisEvent):
+        _record_diagnosis(state, event, at)
+    _remember(state, event.event_id, config.seen_event_ids_kept)
+    state.clock = at if state.clock is None else max(state.clock, at)
+    if stale:
+        return ApplyOutcome(stale=True)
+    state.pending_at = state.clock
+    return ApplyOutcome(_reconcile(state, _judge_time(state), config, IMMEDIATE_RULES))
+
+
+def _remember(state: PatientState, event_id: str, keep: int) -> None:
+    state.seen_event_ids.append(event_id)
+    if len(state.seen_event_ids) > keep:
+        del state.seen_event_ids[: len(state.seen_event_ids) - keep]
+
+
+def _record_order(state: PatientState, event: MedicationOrderEvent, at: float) -> bool:
+    med = event.medication
+    recognition = knowledge.recognise(med.rxnorm, med.atc, med.name, event.route)
+    order = state.orders.get(event.order_id)
+    if order is not None and at < order.latest.at:
+        return False  # "latest occurred_at wins": an older version never changes state
+    mg_per_day = None
+    if recognition.prednisone_factor is not None and event.dose is not None:
+        dose_mg = knowledge.mass_in_mg(event.dose.value, event.dose.unit)
+        if dose_mg is not None:
+            freq = event.frequency
+            # No frequency on a glucocorticoid order: once daily, the usual default.
+            per_day = (
+                freq.times / (freq.period * knowledge.PERIOD_DAYS[freq.unit]) if freq else 1.0
+            )
+            mg_per_day = dose_mg * recognition.prednisone_factor * per_day
+    version = OrderVersion(
+        at=at,
+        status=event.status,
+        event_id=event.event_id,
+        prednisone_equivalent_mg_per_day=mg_per_day,
+        period_days=_administration_period_days(event),
+        dose_text=_dose_text(event),
+    )
+    if order is None:
+        order = MedicationOrder(
+            order_id=event.order_id,
+            classes=sorted(c.value for c in recognition.classes),
+            agents=list(recognition.agents),
+            label=med.name or (recognition.agents[0] if recognition.agents else "medication"),
+            counts_after_last_dose_days=recognition.counts_after_last_dose_days,
+        )
+        state.orders[event.order_id] = order
+    if order.versions and order.versions[-1].at == at:
+        order.versions[-1] = version  # same instant: the later delivery is the correction
+    else:
+        order.versions.append(version)
+    return True
+
+
+def _administration_period_days(event: MedicationOrderEvent) -> float | None:
+    """The FHIR period in days: every 12 h and 2x a day are both daily administration."""
+    freq = event.frequency
+    return None if freq is None else freq.period * knowledge.PERIOD_DAYS[freq.unit]
+
+
+def _dose_text(event: MedicationOrderEvent) -> str:
+    parts = []
+    if event.dose is not None:
+        parts.append(f"{event.dose.value:g} {event.dose.unit}")
+    if event.frequency is not None:
+        f = event.frequency
+        parts.append(f"{f.times}x per {f.period:g} {f.unit}")
+    return " ".join(parts)
+
+
+def _record_lab(
+    state: PatientState, event: LabResultEvent, at: float, config: RulesConfig
+) -> None:
+    if event.status == "preliminary":
+        return
+    if event.loinc in knowledge.ANTIBODY_BY_LOINC and event.status in {"final", "corrected"}:
+        if _is_positive(event):
+            state.antibody = knowledge.ANTIBODY_BY_LOINC[event.loinc]
+        return
+    if event.loinc == knowledge.LOINC_CREATINE_KINASE:
+        series = state.creatine_kinase
+    elif event.loinc in knowledge.LOINC_TACROLIMUS:
+        series = state.tacrolimus_troughs
+    else:
+        return
+    key_id = event.result_id
+    series[:] = [
+        r
+        for r in series
+        if not (
+            (key_id is not None and r.result_id == key_id) or r.event_id == event.event_id
+        )
+    ]
+    if event.status in {"final", "corrected"} and event.value is not None:
+        series.append(
+            LabValue(at, event.value, event.event_id, event.result_id, event.reference_high)
+        )
+        series.sort(key=lambda r: r.at)
+        horizon = series[-1].at - config.lab_history_days * DAY
+        series[:] = [r for r in series if r.at >= horizon]
+
+
+def _is_positive(event: LabResultEvent) -> bool:
+    if event.value_text is not None:
+        return event.value_text.strip().lower() in knowledge.POSITIVE_WORDS
+    return (
+        event.value is not None
+        and event.reference_high is not None
+        and event.value > event.reference_high
+    )
+
+
+def _record_score(
+    state: PatientState, event: MuscleAssessmentEvent, at: float, config: RulesConfig
+) -> None:
+    scores = [s for s in state.mmt8_scores if s.event_id != event.event_id]
+    scores.append(MuscleScore(at, event.score, event.event_id))
+    scores.sort(key=lambda s: s.at)
+    horizon = scores[-1].at - config.lab_history_days * DAY
+    state.mmt8_scores = [s for s in scores if s.at >= horizon]
+
+
+def _record_diagnosis(state: PatientState, event: DiagnosisEvent, at: float) -> None:
+    if event.condition.strip().lower() != TRACKED_CONDITION:
+        return
+    if event.antibody not in (None, "unknown"):
+        state.antibody = event.antibody
+    if event.statin_associated is not None:
+        state.statin_associated = event.statin_associated
+    current = state.diagnosis
+    if current is not None and at < current.at:
+        return
+    if current is not None and current.status == "active" and event.status == "active":
+        return  # still the same tracked episode: keep its start
+    state.diagnosis = Diagnosis(at=at, status=event.status, event_id=event.event_id)
+
+
+# --------------------------------------------------------------------------------------------
+# time
+def _judge_time(state: PatientState) -> float:
+    """Evaluation times never move backwards, even when a late event arrives."""
+    assert state.clock is not None
+    return state.clock if state.evaluated_at is None else max(state.clock, state.evaluated_at)
+
+
+def next_due(state: PatientState) -> float | None:
+    """Earliest instant at which ``advance`` has something to judge."""
+    candidates = [state.due_at] if state.due_at is not None else []
+    if state.pending_at is not None:
+        candidates.append(_judge_time(state))
+    return min(candidates, default=None)
+
+
+def advance(
+    state: PatientState,
+    now: float,
+    config: RulesConfig = DEFAULT_RULES_CONFIG,
+    *,
+    inclusive: bool = True,
+) -> list[AlertTransition]:
+    """Fire everything due up to ``now`` (or strictly before it), in time order."""
+    transitions: list[AlertTransition] = []
+    while True:
+        due = next_due(state)
+        if due is None or due > now or (not inclusive and due >= now):
+            return transitions
+        transitions.extend(_evaluate(state, due, config))
+
+
+def _evaluate(state: PatientState, at: float, config: RulesConfig) -> list[AlertTransition]:
+    transitions = _reconcile(state, at, config, ALL_RULES, full=True)
+    state.evaluated_at = at
+    if state.pending_at is not None and state.pending_at <= at:
+        state.pending_at = None
+    return transitions
+
+
+def _reconcile(
+    state: PatientState,
+    at: float,
+    config: RulesConfig,
+    rule_names: Iterable[str],
+    *,
+    full: bool = False,
+) -> list[AlertTransition]:
+    picture = ClinicalPicture(state, at, config.pulse_threshold_mg_per_day)
+    tracked = state.tracked_at(at)
+    diagnosis = state.diagnosis
+    ctx = RuleContext(picture, config, tracked_since=diagnosis.at if diagnosis else at)
+    findings: dict[str, Finding] = {}
+    names = list(rule_names)
+    if tracked:
+        for name in names:
+            if getattr(config, name).enabled:
+                for finding in RULES[name][1](ctx):
+                    findings[finding.slot] = finding
+        picture.note_change_points()
+    transitions: list[AlertTransition] = []
+    for slot, alert in list(state.open_alerts.items()):
+        if alert.rule in names and slot not in findings:
+            del state.open_alerts[slot]
+            transitions.append(_resolved(state.patient_id, alert, at))
+    for slot, finding in sorted(findings.items(), key=lambda item: item[1].since):
+        if slot in state.open_alerts:
+            continue
+        since = min(finding.since, at)
+        alert = OpenAlert(
+            alert_id=alert_id_for(state.patient_id, finding.rule, slot, since),
+            rule=finding.rule,
+            raised_at=since,
+            summary=finding.summary[:140],
+            evidence=finding.evidence,
+        )
+        state.open_alerts[slot] = alert
+        transitions.append(_opened(state.patient_id, alert, finding))
+    if full:
+        future = [t for t in ctx.candidates + picture.change_points if t > at]
+        state.due_at = min(future, default=None)
+    return transitions
+
+
+def _opened(patient_id: str, alert: OpenAlert, finding: Finding) -> AlertTransition:
+    info = RULES[alert.rule][0]
+    return AlertTransition(
+        alert_id=alert.alert_id,
+        patient_id=patient_id,
+        rule=alert.rule,
+        severity=info.severity,  # type: ignore[arg-type]
+        status="open",
+        raised_at=to_utc(alert.raised_at),
+        resolved_at=None,
+        summary=alert.summary,
+        detail=finding.detail,
+        evidence=alert.evidence,
+        suggestions=finding.suggestions,
+        references=list(info.references),
+    )
+
+
+def _resolved(patient_id: str, alert: OpenAlert, at: float) -> AlertTransition:
+    info = RULES[alert.rule][0]
+    resolved_at = max(at, alert.raised_at)
+    return AlertTransition(
+        alert_id=alert.alert_id,
+        patient_id=patient_id,
+        rule=alert.rule,
+        severity=info.severity,  # type: ignore[arg-type]
+        status="resolved",
+        raised_at=to_utc(alert.raised_at),
+        resolved_at=to_utc(resolved_at),
+        summary=alert.summary,
+        detail=f"Resolved on {to_utc(resolved_at):%Y-%m-%d}: {info.resolution}.",
+        evidence=alert.evidence,
+        suggestions=[],
+        references=list(info.references),
+    )

@@ -1,0 +1,568 @@
+"""The IMNM alert rules: each a function from the clinical picture to findings.
+
+A finding says "this condition holds now" for one slot (a rule, or a rule and an order). The engine
+opens an alert when a slot first holds and resolves it when it stops holding: level-triggered, so a
+replay from any point and a live stream agree. Rule documentation for clinicians: docs/rules.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from imnm_common.domain.config import (
+    MonitoringConfig,
+    RulesConfig,
+    SustainedGlucocorticoidConfig,
+)
+from imnm_common.domain.knowledge import DrugClass
+from imnm_common.domain.picture import ClinicalPicture, bridged_run_start, dose_at
+from imnm_common.domain.state import DAY, MedicationOrder, TaperPhase
+
+SEED = "IMNM treatment guidance (project clinical source: shared/seeds/imnm-treatment.txt)"
+
+
+@dataclass(frozen=True, slots=True)
+class RuleInfo:
+    rule: str
+    severity: str
+    references: tuple[str, ...]
+    resolution: str
+    immediate: bool = False  # judged on every event, not only when an instant closes
+
+
+@dataclass(slots=True)
+class Finding:
+    slot: str
+    rule: str
+    since: float
+    summary: str
+    detail: str
+    evidence: list[str]
+    suggestions: list[str]
+
+
+@dataclass(slots=True)
+class RuleContext:
+    picture: ClinicalPicture
+    config: RulesConfig
+    tracked_since: float
+    candidates: list[float] = field(default_factory=list)  # future re-evaluation times
+
+    def due(self, when: float) -> None:
+        if when > self.picture.at:
+            self.candidates.append(when)
+
+
+def day(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d")
+
+
+def mg(value: float) -> str:
+    return f"{value:.1f}".rstrip("0").rstrip(".")
+
+
+def _order_evidence(orders: list[MedicationOrder], at: float) -> list[str]:
+    ids: list[str] = []
+    for order in orders:
+        version = order.version_at(at)
+        if version is not None:
+            ids.append(version.event_id)
+    return ids
+
+
+def _left_force_last(orders: list[MedicationOrder], at: float) -> float | None:
+    """Latest time any of these orders stopped counting (for "became due when X stopped")."""
+    latest = None
+    for order in orders:
+        was_in_force = False
+        for version in order.versions:
+            if version.at > at:
+                break
+            if was_in_force and not version.in_force:
+                latest = version.at if latest is None else max(latest, version.at)
+            was_in_force = version.in_force
+    return latest
+
+
+# ---------------------------------------------------------------------------------------------
+# 1. statin_active
+def statin_active(ctx: RuleContext) -> list[Finding]:
+    p = ctx.picture
+    state = p.state
+    findings = []
+    for order in p.orders_in_force(DrugClass.STATIN):
+        since = max(order.in_force_since(p.at) or p.at, ctx.tracked_since)
+        version = order.version_at(p.at)
+        assert version is not None
+        context = []
+        if state.statin_associated:
+            context.append("this patient's IMNM is documented as statin-associated")
+        if state.antibody == "anti-HMGCR":
+            context.append("anti-HMGCR antibodies are positive")
+        why = f" ({'; '.join(context)})" if context else ""
+        findings.append(
+            Finding(
+                slot=f"statin_active:{order.order_id}",
+                rule="statin_active",
+                since=since,
+                summary=f"Active statin order ({order.label}) in a patient with IMNM",
+                detail=(
+                    f"Order {order.order_id} for {order.label} ({version.dose_text or 'dose n/a'})"
+                    f" is {version.status} since {day(order.in_force_since(p.at) or p.at)}. "
+                    f"Statins can trigger and sustain anti-HMGCR necrotizing myopathy{why}; "
+                    "statin therapy must be discontinued immediately and permanently."
+                ),
+                evidence=[version.event_id, *_diagnosis_evidence(ctx)],
+                suggestions=[
+                    "Discontinue the statin now and do not re-challenge",
+                    "Record statin intolerance (HMGCR myopathy) as an allergy/contraindication",
+                    "If lipid lowering is needed, discuss non-statin options with the prescriber",
+                ],
+            )
+        )
+    return findings
+
+
+def _diagnosis_evidence(ctx: RuleContext) -> list[str]:
+    d = ctx.picture.state.diagnosis
+    return [d.event_id] if d else []
+
+
+# ---------------------------------------------------------------------------------------------
+# 2-5. sustained glucocorticoid exposure without a protective agent
+@dataclass(frozen=True, slots=True)
+class _MissingCover:
+    rule: str
+    summary: str
+    missing: Callable[[ClinicalPicture], tuple[list[str], list[MedicationOrder]]]
+    why: str
+    suggestions: tuple[str, ...]
+
+
+def _missing(*classes: DrugClass, counting: bool = False):  # type: ignore[no-untyped-def]
+    def check(p: ClinicalPicture) -> tuple[list[str], list[MedicationOrder]]:
+        absent: list[str] = []
+        orders: list[MedicationOrder] = []
+        for cls in classes:
+            present = p.orders_counting(cls) if counting else p.orders_in_force(cls)
+            if not present:
+                absent.append(cls.value.replace("_", " "))
+            orders.extend(p.state.orders_of(cls))
+        return absent, orders
+
+    return check
+
+
+_COVER = {
+    "pjp_prophylaxis_missing": _MissingCover(
+        "pjp_prophylaxis_missing",
+        "No Pneumocystis prophylaxis on high-dose glucocorticoid",
+        _missing(DrugClass.PJP_PROPHYLAXIS),
+        "Pneumocystis jirovecii pneumonia prophylaxis is indicated on high-dose glucocorticoids",
+        (
+            "Start trimethoprim-sulfamethoxazole prophylaxis (e.g. 1 single-strength tablet daily "
+            "or 1 double-strength tablet three times weekly)",
+            "If sulfonamide-allergic: dapsone, atovaquone or inhaled pentamidine",
+        ),
+    ),
+    "calcium_vitamin_d_missing": _MissingCover(
+        "calcium_vitamin_d_missing",
+        "Calcium/vitamin D supplementation missing on glucocorticoid",
+        _missing(DrugClass.CALCIUM, DrugClass.VITAMIN_D),
+        "calcium and vitamin D supplementation is part of glucocorticoid bone protection",
+        ("Add calcium and vitamin D supplementation (e.g. calcium carbonate with cholecalciferol)",),
+    ),
+    "bone_protection_review": _MissingCover(
+        "bone_protection_review",
+        "Bone protection review due on long-term glucocorticoid",
+        _missing(DrugClass.BONE_PROTECTION),
+        "long-term glucocorticoids cause osteoporosis and fractures; consider bisphosphonates",
+        (
+            "Assess fracture risk (FRAX with glucocorticoid adjustment, bone densitometry)",
+            "Consider a bisphosphonate (e.g. alendronate) or an alternative bone agent",
+        ),
+    ),
+    "steroid_sparing_agent_missing": _MissingCover(
+        "steroid_sparing_agent_missing",
+        "No steroid-sparing agent alongside high-dose glucocorticoid",
+        _missing(DrugClass.STEROID_SPARING, counting=True),
+        "IMNM is treated with glucocorticoids combined with a steroid-sparing agent from the "
+        "start; monotherapy is frequently insufficient",
+        (
+            "Start a steroid-sparing agent: methotrexate 15-25 mg weekly, azathioprine "
+            "2-3 mg/kg/day or mycophenolate mofetil 2-3 g/day",
+            "Consider early IVIG (anti-HMGCR) or rituximab (anti-SRP) per antibody status",
+        ),
+    ),
+}
+
+
+def _sustained_rule(rule: str) -> Callable[[RuleContext], list[Finding]]:
+    cover = _COVER[rule]
+
+    def evaluate(ctx: RuleContext) -> list[Finding]:
+        cfg: SustainedGlucocorticoidConfig = getattr(ctx.config, rule)
+        p = ctx.picture
+        threshold = cfg.min_mg_per_day
+        run_start = bridged_run_start(
+            p.steps, lambda mg_day: mg_day >= threshold, p.at, cfg.max_gap_hours * 3600.0
+        )
+        if run_start is None:
+            return []
+        due_at = run_start + cfg.min_days * DAY
+        if p.at < due_at:
+            ctx.due(due_at)
+            return []
+        absent, cover_orders = cover.missing(p)
+        if not absent:
+            return []
+        stopped = _left_force_last(cover_orders, p.at)
+        since = max(due_at, ctx.tracked_since, stopped or due_at)
+        dose = p.prednisone_equivalent_mg_per_day
+        gc_orders = p.orders_in_force(DrugClass.GLUCOCORTICOID)
+        days_on = (p.at - run_start) / DAY
+        return [
+            Finding(
+                slot=rule,
+                rule=rule,
+                since=since,
+                summary=cover.summary,
+                detail=(
+                    f"Glucocorticoid {mg(dose)} mg/day prednisone-equivalent now, at or above "
+                    f"{mg(threshold)} mg/day continuously since {day(run_start)} "
+                    f"({days_on:.0f} days; threshold {cfg.min_days:g} days), with no "
+                    f"{' and no '.join(absent)} in force: {cover.why}."
+                ),
+                evidence=_order_evidence(gc_orders, p.at),
+                suggestions=list(cover.suggestions),
+            )
+        ]
+
+    return evaluate
+
+
+# ---------------------------------------------------------------------------------------------
+# 6-7. monitoring overdue
+def _monitoring_rule(
+    rule: str, what: str, suggestion: str
+) -> Callable[[RuleContext], list[Finding]]:
+    def evaluate(ctx: RuleContext) -> list[Finding]:
+        cfg: MonitoringConfig = getattr(ctx.config, rule)
+        p = ctx.picture
+        treated_since = p.treatment_started_at
+        if treated_since is None:
+            return []
+        if rule == "ck_monitoring_overdue":
+            results = [(r.at, r.event_id) for r in p.state.creatine_kinase if r.at <= p.at]
+        else:
+            results = [(s.at, s.event_id) for s in p.state.mmt8_scores if s.at <= p.at]
+        last = max(results, default=None)
+        reference = max(treated_since, last[0]) if last else treated_since
+        limit_days = (
+            cfg.maintenance_days if p.phase is TaperPhase.MAINTENANCE else cfg.induction_taper_days
+        )
+        due_at = reference + limit_days * DAY
+        for days in (cfg.induction_taper_days, cfg.maintenance_days):
+            ctx.due(reference + days * DAY)
+        if p.at < due_at:
+            return []
+        since = max(due_at, ctx.tracked_since)
+        last_text = f"the last on {day(last[0])}" if last else "none on record"
+        return [
+            Finding(
+                slot=rule,
+                rule=rule,
+                since=since,
+                summary=f"{what} overdue ({p.phase.value} phase)",
+                detail=(
+                    f"No {what} for {(p.at - reference) / DAY:.0f} days ({last_text}; treatment "
+                    f"since {day(treated_since)}). In the {p.phase.value} phase it is due every "
+                    f"{limit_days:g} days to judge disease activity and guide the taper."
+                ),
+                evidence=[last[1]] if last else [],
+                suggestions=[suggestion],
+            )
+        ]
+
+    return evaluate
+
+
+# ---------------------------------------------------------------------------------------------
+# 8. taper_too_fast
+def taper_too_fast(ctx: RuleContext) -> list[Finding]:
+    cfg = ctx.config.taper_too_fast
+    p = ctx.picture
+    dose = p.prednisone_equivalent_mg_per_day
+    window_start = p.at - cfg.window_days * DAY
+    steps = p.steps
+    reference: tuple[float, float] | None = None  # (mg, from)
+    for index, (start, mg_day) in enumerate(steps):
+        end = steps[index + 1][0] if index + 1 < len(steps) else float("inf")
+        if end <= window_start or p.is_pulse(mg_day):
+            continue
+        if mg_day > dose:
+            ctx.due(end + cfg.window_days * DAY)  # when this higher dose leaves the window
+        if reference is None or mg_day > reference[0]:
+            reference = (mg_day, start)
+    if dose <= 0 or p.is_pulse(dose) or reference is None:
+        return []
+    ref_mg, ref_from = reference
+    reduction = ref_mg - dose
+    if not (dose < ref_mg * (1 - cfg.max_reduction_fraction) and reduction > cfg.min_reduction_mg):
+        return []
+    changed_at = max(start for start, _ in steps if start <= p.at)
+    gc_orders = p.orders_in_force(DrugClass.GLUCOCORTICOID)
+    return [
+        Finding(
+            slot="taper_too_fast",
+            rule="taper_too_fast",
+            since=max(changed_at, ctx.tracked_since),
+            summary=f"Glucocorticoid taper too fast: {mg(ref_mg)} to {mg(dose)} mg/day",
+            detail=(
+                f"Prednisone-equivalent dose reduced to {mg(dose)} mg/day on {day(changed_at)}, "
+                f"{reduction / ref_mg:.0%} ({mg(reduction)} mg) below {mg(ref_mg)} mg/day, the "
+                f"highest non-pulse dose of the previous {cfg.window_days:g} days (from "
+                f"{day(ref_from)}). Recommended: reduce by 10-20% every 4 weeks; relapse is "
+                "common during tapering."
+            ),
+            evidence=_order_evidence(gc_orders, p.at),
+            suggestions=[
+                f"Confirm the intended dose; a 20% step from {mg(ref_mg)} mg/day is "
+                f"{mg(ref_mg * 0.8)} mg/day",
+                "Monitor CK and muscle strength closely during the taper",
+            ],
+        )
+    ]
+
+
+# ---------------------------------------------------------------------------------------------
+# 9. taper_relapse_risk
+def taper_relapse_risk(ctx: RuleContext) -> list[Finding]:
+    cfg = ctx.config.taper_relapse_risk
+    p = ctx.picture
+    taper_start = p.taper_started_at
+    if taper_start is None:
+        return []
+    dose = p.prednisone_equivalent_mg_per_day
+    reasons: list[str] = []
+    evidence: list[str] = []
+    since: float | None = None
+    cks = [r for r in p.state.creatine_kinase if taper_start <= r.at <= p.at]
+    if cks:
+        latest = max(cks, key=lambda r: r.at)
+        lowest = min(cks, key=lambda r: r.value)
+        upper = latest.reference_high or cfg.default_ck_upper_limit
+        if (
+            latest.value > upper
+            and latest.value > cfg.ck_rise_factor * lowest.value
+            and dose <= dose_at(p.steps, latest.at) + 1e-6
+        ):
+            reasons.append(
+                f"CK {latest.value:g} U/L on {day(latest.at)} is above the upper limit "
+                f"({upper:g}) and {latest.value / lowest.value:.1f}x the lowest CK since the "
+                f"taper began ({lowest.value:g} U/L on {day(lowest.at)})"
+            )
+            evidence += [lowest.event_id, latest.event_id]
+            since = latest.at
+    scores = [s for s in p.state.mmt8_scores if taper_start <= s.at <= p.at]
+    if scores:
+        latest_score = max(scores, key=lambda s: s.at)
+        best = max(scores, key=lambda s: s.score)
+        if (
+            latest_score.score < (1 - cfg.mmt8_drop_fraction) * best.score
+            and dose <= dose_at(p.steps, latest_score.at) + 1e-6
+        ):
+            reasons.append(
+                f"MMT-8 {latest_score.score:g} on {day(latest_score.at)} is "
+                f"{1 - latest_score.score / best.score:.0%} below the best since the taper "
+                f"began ({best.score:g} on {day(best.at)})"
+            )
+            evidence += [best.event_id, latest_score.event_id]
+            since = latest_score.at if since is None else min(since, latest_score.at)
+    if not reasons or since is None:
+        return []
+    return [
+        Finding(
+            slot="taper_relapse_risk",
+            rule="taper_relapse_risk",
+            since=max(since, ctx.tracked_since),
+            summary="Possible IMNM relapse during glucocorticoid taper",
+            detail=(
+                f"In taper since {day(taper_start)} at {mg(dose)} mg/day prednisone-equivalent: "
+                + "; ".join(reasons)
+                + ". Relapse is common during tapering. Corticosteroid-induced myopathy (normal "
+                "CK) can mimic a flare."
+            ),
+            evidence=evidence,
+            suggestions=[
+                "Review disease activity; consider a temporary glucocorticoid dose increase",
+                "Review the steroid-sparing regimen (add or switch agent, IVIG, rituximab)",
+                "If CK is normal and weakness is proximal, consider steroid myopathy",
+            ],
+        )
+    ]
+
+
+# ---------------------------------------------------------------------------------------------
+# 10. methotrexate_daily_dosing
+def methotrexate_daily_dosing(ctx: RuleContext) -> list[Finding]:
+    cfg = ctx.config.methotrexate_daily_dosing
+    p = ctx.picture
+    findings = []
+    for order in p.orders_in_force(DrugClass.STEROID_SPARING):
+        if "methotrexate" not in order.agents:
+            continue
+        version = order.version_at(p.at)
+        if version is None or version.period_days is None:
+            continue
+        if version.period_days >= cfg.min_period_days:
+            continue
+        since = version.at
+        for older in reversed(order.versions[: order.versions.index(version)]):
+            if not older.in_force or older.period_days is None:
+                break
+            if older.period_days >= cfg.min_period_days:
+                break
+            since = older.at
+        findings.append(
+            Finding(
+                slot=f"methotrexate_daily_dosing:{order.order_id}",
+                rule="methotrexate_daily_dosing",
+                since=max(since, ctx.tracked_since),
+                summary=f"Methotrexate ordered more often than weekly ({version.dose_text})",
+                detail=(
+                    f"Order {order.order_id} ({order.label}, {version.dose_text}) gives a dose "
+                    f"every {version.period_days:g} day(s). Methotrexate for IMNM is given once "
+                    "weekly (15-25 mg weekly); daily dosing causes fatal bone-marrow, mucosal and "
+                    "liver toxicity."
+                ),
+                evidence=[version.event_id],
+                suggestions=[
+                    "Hold and verify the order with the prescriber: methotrexate is ONCE WEEKLY",
+                    "Prescribe folic acid alongside weekly methotrexate",
+                ],
+            )
+        )
+    return findings
+
+
+# ---------------------------------------------------------------------------------------------
+# 11. tacrolimus_trough_out_of_range
+def tacrolimus_trough_out_of_range(ctx: RuleContext) -> list[Finding]:
+    cfg = ctx.config.tacrolimus_trough_out_of_range
+    p = ctx.picture
+    troughs = [t for t in p.state.tacrolimus_troughs if t.at <= p.at]
+    if not troughs:
+        return []
+    latest = max(troughs, key=lambda t: t.at)
+    if cfg.low_ng_per_ml <= latest.value <= cfg.high_ng_per_ml:
+        return []
+    direction = "low" if latest.value < cfg.low_ng_per_ml else "high"
+    return [
+        Finding(
+            slot="tacrolimus_trough_out_of_range",
+            rule="tacrolimus_trough_out_of_range",
+            since=max(latest.at, ctx.tracked_since),
+            summary=f"Tacrolimus trough {direction}: {latest.value:g} ng/mL (target "
+            f"{cfg.low_ng_per_ml:g}-{cfg.high_ng_per_ml:g})",
+            detail=(
+                f"Tacrolimus trough {latest.value:g} ng/mL on {day(latest.at)} is outside the "
+                f"target range {cfg.low_ng_per_ml:g}-{cfg.high_ng_per_ml:g} ng/mL for refractory "
+                "IMNM: "
+                + (
+                    "under-immunosuppression risks relapse."
+                    if direction == "low"
+                    else "nephrotoxicity, neurotoxicity and infection risk rise."
+                )
+            ),
+            evidence=[latest.event_id],
+            suggestions=[
+                "Confirm it was a true trough (drawn before the morning dose)",
+                "Adjust the tacrolimus dose and repeat the level",
+            ],
+        )
+    ]
+
+
+RULES: dict[str, tuple[RuleInfo, Callable[[RuleContext], list[Finding]]]] = {
+    "statin_active": (
+        RuleInfo("statin_active", "critical",
+                 (f"{SEED}: statin-associated IMNM, discontinue statin immediately and "
+                  "permanently",), "the statin order is no longer active or on hold",
+                 immediate=True),
+        statin_active,
+    ),
+    "pjp_prophylaxis_missing": (
+        RuleInfo("pjp_prophylaxis_missing", "warning",
+                 (f"{SEED}: PJP prophylaxis with trimethoprim-sulfamethoxazole if >= 20 mg/day "
+                  "for >= 4 weeks",),
+                 "PJP prophylaxis is in force or the dose fell below the threshold"),
+        _sustained_rule("pjp_prophylaxis_missing"),
+    ),
+    "calcium_vitamin_d_missing": (
+        RuleInfo("calcium_vitamin_d_missing", "info",
+                 (f"{SEED}: secondary prevention of corticosteroid adverse effects, calcium and "
+                  "vitamin D supplementation",),
+                 "calcium and vitamin D are in force or the glucocorticoid stopped"),
+        _sustained_rule("calcium_vitamin_d_missing"),
+    ),
+    "bone_protection_review": (
+        RuleInfo("bone_protection_review", "info",
+                 (f"{SEED}: consider bisphosphonates for osteoporosis prevention",
+                  "ACR 2022 Guideline for the Prevention and Treatment of Glucocorticoid-Induced "
+                  "Osteoporosis"),
+                 "a bone protection agent is in force or the dose fell below the threshold"),
+        _sustained_rule("bone_protection_review"),
+    ),
+    "steroid_sparing_agent_missing": (
+        RuleInfo("steroid_sparing_agent_missing", "warning",
+                 (f"{SEED}: high-dose corticosteroids with concurrent initiation of a "
+                  "steroid-sparing agent",),
+                 "a steroid-sparing agent now counts or the dose fell below the threshold"),
+        _sustained_rule("steroid_sparing_agent_missing"),
+    ),
+    "ck_monitoring_overdue": (
+        RuleInfo("ck_monitoring_overdue", "warning",
+                 (f"{SEED}: disease activity monitoring with creatine kinase levels",),
+                 "a creatine kinase result arrived or treatment ended"),
+        _monitoring_rule("ck_monitoring_overdue", "creatine kinase result",
+                         "Order a creatine kinase level"),
+    ),
+    "muscle_assessment_overdue": (
+        RuleInfo("muscle_assessment_overdue", "info",
+                 (f"{SEED}: disease activity monitoring with manual muscle testing",),
+                 "an MMT-8 assessment was recorded or treatment ended"),
+        _monitoring_rule("muscle_assessment_overdue", "manual muscle test (MMT-8)",
+                         "Schedule a manual muscle testing (MMT-8) assessment"),
+    ),
+    "taper_too_fast": (
+        RuleInfo("taper_too_fast", "warning",
+                 (f"{SEED}: attempt steroid taper after stabilisation, reduce by 10-20% every "
+                  "4 weeks; premature tapering causes relapse",),
+                 "the dose was raised or the reduction is now spread over the taper window"),
+        taper_too_fast,
+    ),
+    "taper_relapse_risk": (
+        RuleInfo("taper_relapse_risk", "warning",
+                 (f"{SEED}: relapse is common during tapering; increase corticosteroid dose "
+                  "temporarily; corticosteroid myopathy can mimic flare",),
+                 "a later result no longer meets the criteria, the dose was raised or the taper "
+                 "ended"),
+        taper_relapse_risk,
+    ),
+    "methotrexate_daily_dosing": (
+        RuleInfo("methotrexate_daily_dosing", "critical",
+                 (f"{SEED}: methotrexate 15-25 mg weekly",
+                  "ISMP: oral methotrexate daily-dosing errors (high-alert medication)"),
+                 "the methotrexate order is weekly now or no longer in force", immediate=True),
+        methotrexate_daily_dosing,
+    ),
+    "tacrolimus_trough_out_of_range": (
+        RuleInfo("tacrolimus_trough_out_of_range", "warning",
+                 (f"{SEED}: tacrolimus target trough 5-10 ng/mL",),
+                 "a later trough is within range", immediate=True),
+        tacrolimus_trough_out_of_range,
+    ),
+}

@@ -1,0 +1,198 @@
+"""Per-patient IMNM treatment state: compact, plain data, serialisable for a faust table.
+
+Times are POSIX seconds (UTC) internally: cheap to compare, cheap to store. Every record is keyed
+by what makes re-applying an event a no-op (order versions by time, results by result or event
+id), so idempotence does not depend on the bounded ``seen_event_ids`` window alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+import orjson
+
+
+class TaperPhase(StrEnum):
+    UNTREATED = "untreated"
+    INDUCTION = "induction"
+    TAPER = "taper"
+    MAINTENANCE = "maintenance"
+
+
+IN_FORCE_STATUSES = frozenset({"active", "on-hold"})
+DOSED_STATUSES = frozenset({"active", "completed"})  # a dose was (or is being) given
+
+
+@dataclass(slots=True)
+class OrderVersion:
+    at: float
+    status: str
+    event_id: str
+    prednisone_equivalent_mg_per_day: float | None = None  # glucocorticoids with a mass dose
+    period_days: float | None = None  # one administration period, for dosing-frequency rules
+    dose_text: str = ""
+
+    @property
+    def in_force(self) -> bool:
+        return self.status in IN_FORCE_STATUSES
+
+
+@dataclass(slots=True)
+class MedicationOrder:
+    order_id: str
+    classes: list[str]
+    agents: list[str]
+    label: str
+    counts_after_last_dose_days: int | None
+    versions: list[OrderVersion] = field(default_factory=list)  # ascending ``at``
+
+    @property
+    def latest(self) -> OrderVersion:
+        return self.versions[-1]
+
+    def version_at(self, at: float) -> OrderVersion | None:
+        found = None
+        for version in self.versions:
+            if version.at > at:
+                break
+            found = version
+        return found
+
+    def in_force_at(self, at: float) -> bool:
+        version = self.version_at(at)
+        return version is not None and version.in_force
+
+    def counts_as_therapy_at(self, at: float) -> bool:
+        """In force, or (IVIG, rituximab) within the window after the last dosed version."""
+        version = self.version_at(at)
+        if version is None:
+            return False
+        if version.in_force:
+            return True
+        if self.counts_after_last_dose_days is None or version.status == "entered-in-error":
+            return False
+        last_dosed = self.last_dosed_before(at)
+        return last_dosed is not None and at < last_dosed + self.counts_after_last_dose_days * DAY
+
+    def last_dosed_before(self, at: float) -> float | None:
+        last = None
+        for version in self.versions:
+            if version.at > at:
+                break
+            if version.status in DOSED_STATUSES:
+                last = version.at
+        return last
+
+    def in_force_since(self, at: float) -> float | None:
+        """Start of the in-force run that contains ``at`` (None when not in force)."""
+        since = None
+        for version in self.versions:
+            if version.at > at:
+                break
+            if version.in_force:
+                since = version.at if since is None else since
+            else:
+                since = None
+        return since
+
+
+@dataclass(slots=True)
+class LabValue:
+    at: float
+    value: float
+    event_id: str
+    result_id: str | None = None
+    reference_high: float | None = None
+
+
+@dataclass(slots=True)
+class MuscleScore:
+    at: float
+    score: float
+    event_id: str
+
+
+@dataclass(slots=True)
+class OpenAlert:
+    """What the resolved transition needs later; the full text went out with the open one."""
+
+    alert_id: str
+    rule: str
+    raised_at: float
+    summary: str
+    evidence: list[str]
+
+
+@dataclass(slots=True)
+class Diagnosis:
+    at: float
+    status: str
+    event_id: str
+
+
+@dataclass(slots=True)
+class PatientState:
+    patient_id: str
+    diagnosis: Diagnosis | None = None
+    antibody: str | None = None
+    statin_associated: bool | None = None
+    orders: dict[str, MedicationOrder] = field(default_factory=dict)
+    creatine_kinase: list[LabValue] = field(default_factory=list)
+    tacrolimus_troughs: list[LabValue] = field(default_factory=list)
+    mmt8_scores: list[MuscleScore] = field(default_factory=list)
+    open_alerts: dict[str, OpenAlert] = field(default_factory=dict)  # by slot
+    seen_event_ids: list[str] = field(default_factory=list)  # bounded, oldest first
+    clock: float | None = None  # latest occurred_at applied
+    evaluated_at: float | None = None  # last full evaluation
+    pending_at: float | None = None  # an instant whose dose-based rules are not judged yet
+    due_at: float | None = None  # next time-based re-evaluation computed by the rules
+
+    # --- serialisation (orjson handles dataclasses natively and fast) ---
+    def to_bytes(self) -> bytes:
+        return orjson.dumps(self)
+
+    @classmethod
+    def from_bytes(cls, data: bytes | str) -> PatientState:
+        return cls.from_dict(orjson.loads(data))
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> PatientState:
+        diagnosis = raw.get("diagnosis")
+        return cls(
+            patient_id=raw["patient_id"],
+            diagnosis=Diagnosis(**diagnosis) if diagnosis else None,
+            antibody=raw.get("antibody"),
+            statin_associated=raw.get("statin_associated"),
+            orders={
+                key: MedicationOrder(
+                    order_id=o["order_id"],
+                    classes=o["classes"],
+                    agents=o["agents"],
+                    label=o["label"],
+                    counts_after_last_dose_days=o["counts_after_last_dose_days"],
+                    versions=[OrderVersion(**v) for v in o["versions"]],
+                )
+                for key, o in raw.get("orders", {}).items()
+            },
+            creatine_kinase=[LabValue(**v) for v in raw.get("creatine_kinase", [])],
+            tacrolimus_troughs=[LabValue(**v) for v in raw.get("tacrolimus_troughs", [])],
+            mmt8_scores=[MuscleScore(**v) for v in raw.get("mmt8_scores", [])],
+            open_alerts={k: OpenAlert(**v) for k, v in raw.get("open_alerts", {}).items()},
+            seen_event_ids=list(raw.get("seen_event_ids", [])),
+            clock=raw.get("clock"),
+            evaluated_at=raw.get("evaluated_at"),
+            pending_at=raw.get("pending_at"),
+            due_at=raw.get("due_at"),
+        )
+
+    def tracked_at(self, at: float) -> bool:
+        d = self.diagnosis
+        return d is not None and d.status == "active" and d.at <= at
+
+    def orders_of(self, drug_class: str) -> list[MedicationOrder]:
+        return [o for o in self.orders.values() if drug_class in o.classes]
+
+
+DAY = 86_400.0

@@ -20,7 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _register_optional(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def _register_optional(commands: argparse._SubParsersAction) -> None:
     """Commands whose modules pull in Kafka/faust are imported lazily by their own register()."""
     import importlib
 

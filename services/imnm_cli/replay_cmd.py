@@ -26,7 +26,7 @@ class UsageError(Exception):
     pass
 
 
-def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(commands: argparse._SubParsersAction) -> None:
     replay = commands.add_parser(
         "replay",
         help="replay canonical events (JSON lines) and print alert transitions",

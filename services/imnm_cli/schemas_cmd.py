@@ -9,7 +9,7 @@ from pathlib import Path
 from imnm_common.contracts import export
 
 
-def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("schemas", help="generate or check schemas/ from the models")
     parser.add_argument("--dir", default="schemas", type=Path)
     parser.add_argument("--check", action="store_true", help="exit 1 if schemas/ is stale")

@@ -1,1 +1,1 @@
-"""Shared kernel of imnm-safety: event contracts, the pure IMNM domain core, settings and Kafka helpers."""
+"""Shared kernel of imnm-safety: contracts, the pure IMNM domain core, settings, Kafka helpers."""

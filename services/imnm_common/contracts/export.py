@@ -25,7 +25,10 @@ def json_schemas() -> dict[str, dict[str, Any]]:
             "Pharmacist action on an alert (alert-action.v1)",
             AlertAction.model_json_schema(),
         ),
-        "deadletter.v1.json": ("Rejected input message (deadletter.v1)", DeadLetter.model_json_schema()),
+        "deadletter.v1.json": (
+            "Rejected input message (deadletter.v1)",
+            DeadLetter.model_json_schema(),
+        ),
     }
     out: dict[str, dict[str, Any]] = {}
     for filename, (title, schema) in documents.items():
@@ -106,7 +109,7 @@ def asyncapi_document() -> dict[str, Any]:
             "local": {
                 "host": "127.0.0.1:9092",
                 "protocol": "kafka",
-                "description": "The embedded local broker (`imnm up`; its port is chosen at start).",
+                "description": "The embedded local broker (`imnm up` prints its port).",
             }
         },
         "channels": doc_channels,

@@ -316,7 +316,7 @@ def _opened(patient_id: str, alert: OpenAlert, finding: Finding) -> AlertTransit
         alert_id=alert.alert_id,
         patient_id=patient_id,
         rule=alert.rule,
-        severity=info.severity,  # type: ignore[arg-type]
+        severity=info.severity,
         status="open",
         raised_at=to_utc(alert.raised_at),
         resolved_at=None,
@@ -335,7 +335,7 @@ def _resolved(patient_id: str, alert: OpenAlert, at: float) -> AlertTransition:
         alert_id=alert.alert_id,
         patient_id=patient_id,
         rule=alert.rule,
-        severity=info.severity,  # type: ignore[arg-type]
+        severity=info.severity,
         status="resolved",
         raised_at=to_utc(alert.raised_at),
         resolved_at=to_utc(resolved_at),

@@ -141,7 +141,9 @@ class _MissingCover:
     suggestions: tuple[str, ...]
 
 
-def _missing(*classes: DrugClass, counting: bool = False):  # type: ignore[no-untyped-def]
+def _missing(
+    *classes: DrugClass, counting: bool = False
+) -> Callable[[ClinicalPicture], tuple[list[str], list[MedicationOrder]]]:
     def check(p: ClinicalPicture) -> tuple[list[str], list[MedicationOrder]]:
         absent: list[str] = []
         orders: list[MedicationOrder] = []
@@ -172,7 +174,7 @@ _COVER = {
         "Calcium/vitamin D supplementation missing on glucocorticoid",
         _missing(DrugClass.CALCIUM, DrugClass.VITAMIN_D),
         "calcium and vitamin D supplementation is part of glucocorticoid bone protection",
-        ("Add calcium and vitamin D supplementation (e.g. calcium carbonate with cholecalciferol)",),
+        ("Add calcium and vitamin D supplements (e.g. calcium carbonate with cholecalciferol)",),
     ),
     "bone_protection_review": _MissingCover(
         "bone_protection_review",

@@ -91,10 +91,10 @@ class MedicationOrder:
         for version in self.versions:
             if version.at > at:
                 break
-            if version.in_force:
-                since = version.at if since is None else since
-            else:
+            if not version.in_force:
                 since = None
+            elif since is None:
+                since = version.at
         return since
 
 

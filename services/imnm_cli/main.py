@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from imnm_cli import replay_cmd, schemas_cmd
+from imnm_cli import generate_cmd, replay_cmd, schemas_cmd
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -16,6 +16,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     replay_cmd.register(commands)
     schemas_cmd.register(commands)
+    generate_cmd.register(commands)
     _register_optional(commands)
     return parser
 

@@ -26,9 +26,39 @@ class SustainedGlucocorticoidConfig(_RuleConfig):
     max_gap_hours: float = Field(default=24.0, ge=0)
 
 
+class PjpProphylaxisConfig(SustainedGlucocorticoidConfig):
+    min_mg_per_day: float = Field(default=20.0, gt=0)
+    min_days: float = Field(default=28.0, gt=0)
+
+
+class CalciumVitaminDConfig(SustainedGlucocorticoidConfig):
+    min_mg_per_day: float = Field(default=2.5, gt=0)
+    min_days: float = Field(default=14.0, gt=0)
+
+
+class BoneProtectionConfig(SustainedGlucocorticoidConfig):
+    min_mg_per_day: float = Field(default=7.5, gt=0)
+    min_days: float = Field(default=90.0, gt=0)
+
+
+class SteroidSparingConfig(SustainedGlucocorticoidConfig):
+    min_mg_per_day: float = Field(default=20.0, gt=0)
+    min_days: float = Field(default=28.0, gt=0)
+
+
 class MonitoringConfig(_RuleConfig):
     induction_taper_days: float = Field(gt=0)
     maintenance_days: float = Field(gt=0)
+
+
+class CkMonitoringConfig(MonitoringConfig):
+    induction_taper_days: float = Field(default=28.0, gt=0)
+    maintenance_days: float = Field(default=90.0, gt=0)
+
+
+class MuscleAssessmentConfig(MonitoringConfig):
+    induction_taper_days: float = Field(default=90.0, gt=0)
+    maintenance_days: float = Field(default=90.0, gt=0)
 
 
 class TaperTooFastConfig(_RuleConfig):
@@ -56,24 +86,12 @@ class RulesConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     statin_active: StatinActiveConfig = StatinActiveConfig()
-    pjp_prophylaxis_missing: SustainedGlucocorticoidConfig = SustainedGlucocorticoidConfig(
-        min_mg_per_day=20.0, min_days=28.0
-    )
-    calcium_vitamin_d_missing: SustainedGlucocorticoidConfig = SustainedGlucocorticoidConfig(
-        min_mg_per_day=2.5, min_days=14.0
-    )
-    bone_protection_review: SustainedGlucocorticoidConfig = SustainedGlucocorticoidConfig(
-        min_mg_per_day=7.5, min_days=90.0
-    )
-    steroid_sparing_agent_missing: SustainedGlucocorticoidConfig = (
-        SustainedGlucocorticoidConfig(min_mg_per_day=20.0, min_days=28.0)
-    )
-    ck_monitoring_overdue: MonitoringConfig = MonitoringConfig(
-        induction_taper_days=28.0, maintenance_days=90.0
-    )
-    muscle_assessment_overdue: MonitoringConfig = MonitoringConfig(
-        induction_taper_days=90.0, maintenance_days=90.0
-    )
+    pjp_prophylaxis_missing: PjpProphylaxisConfig = PjpProphylaxisConfig()
+    calcium_vitamin_d_missing: CalciumVitaminDConfig = CalciumVitaminDConfig()
+    bone_protection_review: BoneProtectionConfig = BoneProtectionConfig()
+    steroid_sparing_agent_missing: SteroidSparingConfig = SteroidSparingConfig()
+    ck_monitoring_overdue: CkMonitoringConfig = CkMonitoringConfig()
+    muscle_assessment_overdue: MuscleAssessmentConfig = MuscleAssessmentConfig()
     taper_too_fast: TaperTooFastConfig = TaperTooFastConfig()
     taper_relapse_risk: TaperRelapseRiskConfig = TaperRelapseRiskConfig()
     methotrexate_daily_dosing: MethotrexateDailyConfig = MethotrexateDailyConfig()

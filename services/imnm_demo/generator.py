@@ -1,0 +1,231 @@
+"""A seeded, deterministic generator of realistic IMNM treatment histories as events.v1 dicts.
+
+Each patient: an IMNM diagnosis (antibody mix as in published cohorts: mostly anti-HMGCR, then
+anti-SRP, some seronegative), a prednisone course at ~1 mg/kg with a 10-20% taper every 4 weeks
+(sometimes too fast), a steroid-sparing agent, supportive orders (PJP prophylaxis, calcium and
+vitamin D, bisphosphonate) that are sometimes late or missing, creatine kinase every few weeks,
+MMT-8 scores, IVIG or rituximab by antibody, the occasional statin left running or daily
+methotrexate, and relapses during the taper. Same seed, same events, byte for byte.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+Event = dict[str, Any]
+
+STATINS = (("83367", "atorvastatin 40 mg tablet"), ("36567", "simvastatin 20 mg tablet"),
+           ("301542", "Crestor 10 mg"), ("42463", "pravastatin 40 mg"))
+SPARING = (("6851", "methotrexate 2.5 mg tablet", 20.0, "mg", 1, 1, "wk"),
+           ("1256", "azathioprine 50 mg tablet", 150.0, "mg", 1, 1, "d"),
+           ("68149", "mycophenolate mofetil 500 mg", 1000.0, "mg", 2, 1, "d"))
+
+
+@dataclass(frozen=True, slots=True)
+class StreamSpec:
+    patients: int = 100
+    days: int = 365
+    start: datetime = datetime(2025, 1, 1, tzinfo=UTC)
+    seed: int = 7
+    id_prefix: str = "SYN"
+    bad_fraction: float = 0.0  # malformed messages mixed in (demo of dead letters)
+
+
+class _Patient:
+    def __init__(self, spec: StreamSpec, index: int, rng: random.Random) -> None:
+        self.spec = spec
+        self.rng = rng
+        self.patient_id = f"{spec.id_prefix}-{index:06d}"
+        self.events: list[Event] = []
+        self.counter = 0
+
+    def at(self, day: float) -> str:
+        moment = self.spec.start + timedelta(minutes=round(day * 1440))
+        return moment.isoformat().replace("+00:00", "Z")
+
+    def emit(self, day: float, event_type: str, **fields: Any) -> None:
+        if day > self.spec.days:
+            return
+        self.counter += 1
+        self.events.append({
+            "event_id": f"{self.patient_id}-{self.counter:04d}",
+            "patient_id": self.patient_id,
+            "event_type": event_type,
+            "occurred_at": self.at(day),
+            "source": "synthetic",
+            **fields,
+        })
+
+    def order(self, day: float, order_id: str, status: str, rxnorm: str | None, name: str,
+              dose: float | None = None, unit: str = "mg", times: int = 1, period: float = 1,
+              period_unit: str = "d", route: str = "oral") -> None:
+        medication: dict[str, str] = {"name": name}
+        if rxnorm:
+            medication["rxnorm"] = rxnorm
+        fields: dict[str, Any] = {"order_id": order_id, "status": status,
+                                  "medication": medication, "route": route}
+        if dose is not None:
+            fields["dose"] = {"value": dose, "unit": unit}
+            fields["frequency"] = {"times": times, "period": period, "unit": period_unit}
+        self.emit(day, "medication_order", **fields)
+
+
+def _history(p: _Patient) -> None:
+    rng = p.rng
+    onset = rng.uniform(0, 60)
+    antibody = rng.choices(("anti-HMGCR", "anti-SRP", "seronegative"), (60, 25, 15))[0]
+    statin_associated = antibody == "anti-HMGCR" and rng.random() < 0.7
+    oid = 0
+
+    def next_order() -> str:
+        nonlocal oid
+        oid += 1
+        return f"{p.patient_id}-ORD{oid:03d}"
+
+    # A statin from before the diagnosis: usually stopped within days, sometimes forgotten.
+    if statin_associated or rng.random() < 0.1:
+        rx, name = rng.choice(STATINS)
+        statin = next_order()
+        p.order(onset - rng.uniform(60, 400), statin, "active", rx, name, 40, "mg")
+        if rng.random() < 0.93:
+            p.order(onset + rng.uniform(0, 3), statin, "stopped", rx, name, 40, "mg")
+    ck = rng.uniform(4000, 15000)
+    p.emit(onset - 2, "lab_result", loinc="2157-6", value=round(ck), unit="U/L",
+           reference_high=200, result_id=f"{p.patient_id}-CK0")
+    if antibody != "seronegative":
+        loinc = "93493-5" if antibody == "anti-HMGCR" else "33921-8"
+        p.emit(onset - 1, "lab_result", loinc=loinc, value_text="positive")
+    p.emit(onset, "diagnosis", condition="IMNM", antibody=antibody,
+           statin_associated=statin_associated)
+
+    # Glucocorticoid: optional methylprednisolone pulse, then prednisone ~1 mg/kg.
+    day = onset
+    if rng.random() < 0.1:
+        pulse = next_order()
+        p.order(day, pulse, "active", "6902", "methylprednisolone 1 g IV", 1000, "mg", route="IV")
+        day += 3
+        p.order(day, pulse, "completed", "6902", "methylprednisolone 1 g IV", 1000, "mg",
+                route="IV")
+    dose = float(rng.choice((40, 50, 60, 60, 70, 80)))
+    pred = next_order()
+    p.order(day, pred, "active", "8640", "prednisone", dose)
+    # Steroid-sparing agent, sometimes late or missing; rare daily-methotrexate error.
+    if rng.random() < 0.9:
+        rx, name, sdose, unit, times, period, punit = rng.choice(SPARING)
+        start = day + rng.choice((0, 0, 7, 14, 45))
+        sparing = next_order()
+        if rx == "6851" and rng.random() < 0.03:
+            p.order(start, sparing, "active", rx, name, 15, unit, 1, 1, "d")
+            p.order(start + rng.uniform(0.5, 4), sparing, "active", rx, name, sdose, unit,
+                    times, period, punit)
+        else:
+            p.order(start, sparing, "active", rx, name, sdose, unit, times, period, punit)
+    if antibody == "anti-HMGCR" and rng.random() < 0.3:
+        for month in range(12):
+            ivig = next_order()
+            when = day + 7 + 30 * month
+            p.order(when, ivig, "active", None, "IVIG 2 g/kg over 2 days", 140, "g", route="IV")
+            p.order(when + 2, ivig, "completed", None, "IVIG 2 g/kg over 2 days", 140, "g",
+                    route="IV")
+    if antibody == "anti-SRP" and rng.random() < 0.3:
+        for dose_day in (14, 28, 196, 210):
+            rtx = next_order()
+            p.order(day + dose_day, rtx, "completed", "121191", "rituximab 1000 mg IV", 1000,
+                    "mg", route="IV")
+    if rng.random() < 0.05:
+        tac = next_order()
+        p.order(day + 60, tac, "active", "42316", "tacrolimus 1 mg capsule", 2, "mg", 2, 1, "d")
+        for month in range(1, 9):
+            p.emit(day + 60 + 30 * month, "lab_result", loinc="11253-2",
+                   value=round(rng.uniform(3.5, 12.0), 1), unit="ng/mL")
+    # Supportive care, sometimes late or missing.
+    if rng.random() < 0.8:
+        p.order(day + rng.choice((0, 0, 3, 21, 45)), next_order(), "active", "10831",
+                "Bactrim SS tablet", 1, "tablet")
+    if rng.random() < 0.85:
+        p.order(day + rng.choice((0, 2, 10, 30)), next_order(), "active", None,
+                "calcium carbonate 600 mg + vitamin D3 400 IU", 1, "tablet", 2, 1, "d")
+    if rng.random() < 0.6:
+        p.order(day + rng.uniform(20, 120), next_order(), "active", "46041",
+                "alendronate 70 mg", 70, "mg", 1, 1, "wk")
+
+    # Taper: induction 4-8 weeks, then 10-20% every 4 weeks (1.5% of steps too fast).
+    relapses = rng.random() < 0.15
+    taper_day = day + rng.choice((28, 35, 42, 56))
+    current = pred
+    ck_level = ck
+    relapse_done = False
+    while dose > 5 and taper_day < p.spec.days:
+        factor = rng.uniform(0.5, 0.65) if rng.random() < 0.015 else rng.uniform(0.8, 0.9)
+        # Round up to a 2.5 mg tablet step so a planned 20% step never becomes 21%.
+        new_dose = max(5.0, math.ceil(dose * factor / 2.5) * 2.5)
+        if new_dose >= dose:
+            new_dose = dose - 2.5
+        if rng.random() < 0.5:
+            p.order(taper_day, current, "active", "8640", "prednisone", new_dose)
+        else:  # replacement order: stop + new at the same instant, in either order
+            replacement = next_order()
+            steps = [(current, "stopped", dose), (replacement, "active", new_dose)]
+            if rng.random() < 0.5:
+                steps.reverse()
+            for order_id, status, mg in steps:
+                p.order(taper_day, order_id, status, "8640", "prednisone", mg)
+            current = replacement
+        dose = new_dose
+        if relapses and not relapse_done and dose < 30:
+            relapse_done = True
+            ck_level = rng.uniform(2500, 9000)
+        taper_day += 28
+    # CK every 2-6 weeks, falling with treatment; MMT-8 improving.
+    ck_day = day + rng.uniform(10, 20)
+    n = 0
+    while ck_day < p.spec.days:
+        n += 1
+        ck_level = max(120.0, ck_level * rng.uniform(0.45, 0.9))
+        p.emit(ck_day, "lab_result", loinc="2157-6", value=round(ck_level), unit="U/L",
+               reference_high=200, result_id=f"{p.patient_id}-CK{n}")
+        ck_day += rng.choice((14, 21, 21, 28, 28, 28, 28, 42))
+    score = rng.uniform(70, 110)
+    mmt_day = day + rng.uniform(0, 14)
+    while mmt_day < p.spec.days:
+        p.emit(mmt_day, "muscle_assessment", instrument="MMT8", score=round(score))
+        score = min(150.0, score + rng.uniform(-4, 12))
+        mmt_day += rng.choice((28, 42, 56, 84))
+
+
+def _bad(rng: random.Random, n: int) -> str:
+    return rng.choice((
+        '{"event_id": "bad-%d", "patient_id": "SYN-BAD"' % n,
+        '{"event_id": "bad-%d", "patient_id": "SYN-BAD", "event_type": "lab_result", '
+        '"occurred_at": "2025-02-01T00:00:00Z", "loinc": "2157-6", "value": 5000000}' % n,
+        '{"event_id": "bad-%d", "patient_id": "SYN-BAD", "event_type": "lab_result", '
+        '"occurred_at": "2025-02-01 00:00:00", "loinc": "2157-6", "value": 500}' % n,
+    ))
+
+
+def generate(spec: StreamSpec) -> list[Event]:
+    """All events for ``spec.patients`` patients, ordered by ``occurred_at`` (then id)."""
+    events: list[Event] = []
+    for index in range(spec.patients):
+        rng = random.Random(f"{spec.seed}:{index}")
+        patient = _Patient(spec, index, rng)
+        _history(patient)
+        events.extend(e for e in patient.events if e["occurred_at"] >= patient.at(-400))
+    events.sort(key=lambda e: (e["occurred_at"], e["patient_id"], e["event_id"]))
+    return events
+
+
+def generate_lines(spec: StreamSpec) -> Iterator[str]:
+    """JSON lines, with ``bad_fraction`` malformed lines mixed in deterministically."""
+    import json
+
+    rng = random.Random(f"{spec.seed}:bad")
+    for n, event in enumerate(generate(spec)):
+        if spec.bad_fraction and rng.random() < spec.bad_fraction:
+            yield _bad(rng, n)
+        yield json.dumps(event, separators=(",", ":"))

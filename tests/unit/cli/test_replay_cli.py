@@ -1,0 +1,113 @@
+"""`imnm replay` / `imnm state` as a user runs them: output, stderr report and exit status."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[3]
+EXAMPLE = ROOT / "examples" / "events.jsonl"
+
+
+def imnm(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [sys.executable, "-m", "imnm_cli.main", *args],
+        input=stdin,
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def transitions(result: subprocess.CompletedProcess[bytes]) -> list[dict[str, object]]:
+    return [json.loads(line) for line in result.stdout.splitlines()]
+
+
+def test_replay_prints_alert_transitions_and_reports_rejected_lines() -> None:
+    result = imnm("replay", str(EXAMPLE), "--now", "2025-06-01T00:00:00Z")
+    assert result.returncode == 3  # the example holds one implausible CK
+    out = transitions(result)
+    rules = {(t["patient_id"], t["rule"], t["status"]) for t in out}
+    assert ("MRN-1001", "statin_active", "open") in rules
+    assert ("MRN-1001", "statin_active", "resolved") in rules
+    assert ("MRN-2002", "methotrexate_daily_dosing", "open") in rules
+    err = result.stderr.decode()
+    bad_line = next(
+        n for n, line in enumerate(EXAMPLE.read_text().splitlines(), 1) if "2500000" in line
+    )
+    assert f"line {bad_line}: value: creatine kinase" in err
+    assert "duplicates 1" in err and "rejected 1" in err
+    assert "rejected implausible_value: 1" in err
+    assert "transitions statin_active:open: 1" in err
+
+
+def test_replay_is_deterministic_and_raised_times_never_go_backwards_per_patient() -> None:
+    first = imnm("replay", str(EXAMPLE), "--now", "2025-06-01T00:00:00Z")
+    second = imnm("replay", str(EXAMPLE), "--now", "2025-06-01T00:00:00Z")
+    assert first.stdout == second.stdout and first.stdout
+
+
+def test_now_advances_the_clock_so_later_rules_fire() -> None:
+    early = transitions(imnm("replay", str(EXAMPLE)))
+    late = transitions(imnm("replay", str(EXAMPLE), "--now", "2025-12-31T00:00:00Z"))
+    assert len(late) > len(early)
+    assert early == late[: len(early)]
+
+
+def test_clean_file_exits_zero(tmp_path: Path) -> None:
+    good = [line for line in EXAMPLE.read_text().splitlines() if "2500000" not in line]
+    path = tmp_path / "good.jsonl"
+    path.write_text("\n".join(good) + "\n\n")
+    result = imnm("replay", str(path))
+    assert result.returncode == 0, result.stderr.decode()
+
+
+def test_stdin_and_table_format() -> None:
+    result = imnm("replay", "-", "--format", "table", stdin=EXAMPLE.read_bytes())
+    lines = result.stdout.decode().splitlines()
+    assert lines[0].split()[:5] == ["raised_at", "status", "severity", "patient", "rule"]
+    assert any("statin_active" in line and "critical" in line for line in lines[1:])
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["replay", "/no/such/file.jsonl"], "cannot read /no/such/file.jsonl"),
+        (["replay", str(EXAMPLE), "--now", "tomorrow"], "--now: not an RFC 3339 timestamp"),
+        (["replay", str(EXAMPLE), "--now", "2025-01-01T00:00:00"], "needs a UTC offset"),
+        (["replay", str(EXAMPLE), "--rules-config", "/no/such.yaml"], "cannot read"),
+    ],
+)
+def test_usage_and_io_errors_exit_two_with_a_message(args: list[str], message: str) -> None:
+    result = imnm(*args)
+    assert result.returncode == 2
+    assert message in result.stderr.decode()
+
+
+def test_rules_config_disables_a_rule_and_rejects_typos(tmp_path: Path) -> None:
+    config = tmp_path / "rules.yaml"
+    config.write_text("statin_active:\n  enabled: false\n")
+    out = transitions(imnm("replay", str(EXAMPLE), "--rules-config", str(config)))
+    assert out and all(t["rule"] != "statin_active" for t in out)
+    config.write_text("pjp_prophylaxis_missing:\n  min_mg_per_dya: 10\n")
+    result = imnm("replay", str(EXAMPLE), "--rules-config", str(config))
+    assert result.returncode == 2
+    assert "pjp_prophylaxis_missing.min_mg_per_dya" in result.stderr.decode()
+
+
+def test_state_shows_phase_dose_and_open_alerts() -> None:
+    result = imnm(
+        "state", str(EXAMPLE), "--patient", "MRN-1001", "--now", "2025-04-01T00:00:00Z"
+    )
+    summary = json.loads(result.stdout)
+    assert summary["tracked"] is True
+    assert summary["phase"] == "taper"
+    assert summary["prednisone_equivalent_mg_per_day"] == 50.0
+    assert summary["course_peak_mg_per_day"] == 60.0
+    assert "taper_relapse_risk" in summary["state"]["open_alerts"]
+    missing = imnm("state", str(EXAMPLE), "--patient", "MRN-0000")
+    assert missing.returncode == 2 and "no events for patient" in missing.stderr.decode()

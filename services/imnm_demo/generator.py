@@ -199,12 +199,12 @@ def _history(p: _Patient) -> None:
 
 
 def _bad(rng: random.Random, n: int) -> str:
+    head = f'"event_id": "bad-{n}", "patient_id": "SYN-BAD"'
+    lab = f'{head}, "event_type": "lab_result", "loinc": "2157-6"'
     return rng.choice((
-        '{"event_id": "bad-%d", "patient_id": "SYN-BAD"' % n,
-        '{"event_id": "bad-%d", "patient_id": "SYN-BAD", "event_type": "lab_result", '
-        '"occurred_at": "2025-02-01T00:00:00Z", "loinc": "2157-6", "value": 5000000}' % n,
-        '{"event_id": "bad-%d", "patient_id": "SYN-BAD", "event_type": "lab_result", '
-        '"occurred_at": "2025-02-01 00:00:00", "loinc": "2157-6", "value": 500}' % n,
+        "{" + head,  # truncated JSON
+        "{" + lab + ', "occurred_at": "2025-02-01T00:00:00Z", "value": 5000000}',
+        "{" + lab + ', "occurred_at": "2025-02-01 00:00:00", "value": 500}',
     ))
 
 

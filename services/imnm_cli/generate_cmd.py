@@ -9,7 +9,7 @@ from datetime import datetime
 from imnm_demo.generator import StreamSpec, generate_lines
 
 
-def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("generate", help="write a synthetic IMNM event stream")
     parser.add_argument("--patients", type=int, default=100)
     parser.add_argument("--days", type=int, default=365)

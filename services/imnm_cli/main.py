@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from imnm_cli import generate_cmd, replay_cmd, schemas_cmd
+from imnm_cli import generate_cmd, replay_cmd, schemas_cmd, up_cmd
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -17,6 +17,7 @@ def build_parser() -> argparse.ArgumentParser:
     replay_cmd.register(commands)
     schemas_cmd.register(commands)
     generate_cmd.register(commands)
+    up_cmd.register(commands)
     _register_optional(commands)
     return parser
 

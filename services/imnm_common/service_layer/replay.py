@@ -58,7 +58,7 @@ class Replay:
                 continue
             self.stats.read += 1
             try:
-                event = parse_event(line)
+                event = parse_event(_strip_newline(line))
             except EventRejected as rejected:
                 self.stats.rejected[rejected.code] += 1
                 self.rejections.append(Rejection(number, rejected.reason, rejected.code))
@@ -112,3 +112,8 @@ class Replay:
         for transition in transitions:
             self.stats.transitions[f"{transition.rule}:{transition.status}"] += 1
             yield transition
+
+
+def _strip_newline(line: bytes | str) -> bytes | str:
+    # So a truncated line is reported at its own column, not at "line 2 column 0".
+    return line.rstrip(b"\r\n") if isinstance(line, bytes) else line.rstrip("\r\n")

@@ -1,0 +1,49 @@
+"""One measured run in a fresh process: ``replay`` (the engine) or ``validate`` (the ceiling).
+
+Prints one JSON line: events, seconds, events/s, peak RSS, and for replay the state size.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import time
+
+from imnm_common.contracts.events import parse_event
+from imnm_common.service_layer.replay import Replay
+
+
+def rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def main(mode: str, path: str) -> None:
+    with open(path, "rb") as handle:
+        lines = handle.readlines()  # read up front: measure the engine, not the disk
+    baseline_rss = rss_mib()
+    started = time.perf_counter()
+    result: dict[str, object] = {"mode": mode, "events": len(lines)}
+    if mode == "validate":
+        for line in lines:
+            parse_event(line)
+    else:
+        replay = Replay()
+        transitions = sum(1 for _ in replay.feed_lines(lines))
+        transitions += sum(1 for _ in replay.finish())
+        result["transitions"] = transitions
+        tracked = [s for s in replay.states.values() if s.diagnosis is not None]
+        sizes = [len(s.to_bytes()) for s in tracked]
+        result["patients"] = len(replay.states)
+        result["state_bytes_per_patient_mean"] = round(sum(sizes) / max(len(sizes), 1))
+        result["state_bytes_per_patient_max"] = max(sizes, default=0)
+    seconds = time.perf_counter() - started
+    result["seconds"] = round(seconds, 3)
+    result["events_per_second"] = round(len(lines) / seconds)
+    result["peak_rss_mib"] = round(rss_mib(), 1)
+    result["rss_above_input_mib"] = round(rss_mib() - baseline_rss, 1)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2])

@@ -144,9 +144,10 @@ def _record_order(state: PatientState, event: MedicationOrderEvent, at: float) -
 
 
 def _administration_period_days(event: MedicationOrderEvent) -> float | None:
-    """The FHIR period in days: every 12 h and 2x a day are both daily administration."""
+    """Days between administrations (FHIR period / times): every 12 h and 2x a day are both
+    0.5 days, and 7x per week is daily, not weekly."""
     freq = event.frequency
-    return None if freq is None else freq.period * knowledge.PERIOD_DAYS[freq.unit]
+    return None if freq is None else freq.period * knowledge.PERIOD_DAYS[freq.unit] / freq.times
 
 
 def _dose_text(event: MedicationOrderEvent) -> str:
@@ -214,13 +215,13 @@ def _record_score(
 def _record_diagnosis(state: PatientState, event: DiagnosisEvent, at: float) -> None:
     if event.condition.strip().lower() != TRACKED_CONDITION:
         return
+    current = state.diagnosis
+    if current is not None and at < current.at:
+        return  # an older diagnosis version delivered late changes nothing
     if event.antibody not in (None, "unknown"):
         state.antibody = event.antibody
     if event.statin_associated is not None:
         state.statin_associated = event.statin_associated
-    current = state.diagnosis
-    if current is not None and at < current.at:
-        return
     if current is not None and current.status == "active" and event.status == "active":
         return  # still the same tracked episode: keep its start
     state.diagnosis = Diagnosis(at=at, status=event.status, event_id=event.event_id)
@@ -290,13 +291,21 @@ def _reconcile(
     for slot, alert in list(state.open_alerts.items()):
         if alert.rule in names and slot not in findings:
             del state.open_alerts[slot]
+            state.last_resolved[slot] = max(at, alert.raised_at)
             transitions.append(_resolved(state.patient_id, alert, at))
     for slot, finding in sorted(findings.items(), key=lambda item: item[1].since):
         if slot in state.open_alerts:
             continue
         since = min(finding.since, at)
+        episode = slot
+        last_resolved = state.last_resolved.get(slot)
+        if last_resolved is not None and since <= last_resolved:
+            # Holding again after its alert was resolved (e.g. a result entered in error): a new
+            # episode from the resolution on, never a second "open" under the resolved alert id.
+            since = last_resolved
+            episode = f"{slot}@{last_resolved:.3f}"
         alert = OpenAlert(
-            alert_id=alert_id_for(state.patient_id, finding.rule, slot, since),
+            alert_id=alert_id_for(state.patient_id, finding.rule, episode, since),
             rule=finding.rule,
             raised_at=since,
             summary=finding.summary[:140],

@@ -78,7 +78,7 @@ AGENTS: tuple[Agent, ...] = (
     Agent("hydrocortisone", frozenset({_S.GLUCOCORTICOID}), ("5492",), ("H02AB09",),
           ("hydrocortisone", "cortef", "solu cortef", "alkindi"), prednisone_factor=0.25),
     Agent("deflazacort", frozenset({_S.GLUCOCORTICOID}), ("22396",), ("H02AB13",),
-          ("deflazacort", "emflaza"), prednisone_factor=0.833),
+          ("deflazacort", "emflaza"), prednisone_factor=5.0 / 6.0),  # 6 mg = 5 mg prednisone
     # --- Pneumocystis jirovecii pneumonia prophylaxis ---
     Agent("trimethoprim-sulfamethoxazole", frozenset({_S.PJP_PROPHYLAXIS}), ("10831",),
           ("J01EE01",),
@@ -136,6 +136,16 @@ NON_SYSTEMIC_WORDS: frozenset[str] = frozenset({
     "inhalation", "inhaled", "inhaler", "cream", "ointment", "lotion", "gel", "foam", "enema",
     "rectal", "suppository", "eye", "drops", "shampoo", "mouthwash", "dental",
 })
+# Inhaled pentamidine is a standard PJP prophylaxis even though inhalation is not systemic.
+INHALED_WORDS: frozenset[str] = frozenset({
+    "inhalation", "inhaled", "inhaler", "nebulised", "nebulized", "aerosolised", "aerosolized",
+})
+# "atorvastatin calcium", "leucovorin calcium", "calcium folinate": the salt of another drug,
+# not a calcium supplement (matched on the normalised name, before the whole-word search).
+_CALCIUM_SALT = re.compile(
+    r"\b(?:(?:atorvastatin|rosuvastatin|pitavastatin|leucovorin|levoleucovorin|mupirocin)"
+    r" calcium|calcium (?:folinate|levofolinate|polycarbophil))\b"
+)
 
 
 # --- LOINC codes (LOINC 2.78) ---
@@ -196,7 +206,9 @@ def recognise(
     if atc:
         code = atc.strip().upper()
         found.extend(agent for prefix, agent in atc_codes if code.startswith(prefix))
-    normalised_name = _normalise(name) if name else ""
+    normalised_name = _CALCIUM_SALT.sub(
+        lambda salt: salt.group(0).replace("calcium", "salt"), _normalise(name) if name else ""
+    )
     if normalised_name:
         for match in pattern.finditer(normalised_name):
             found.extend(by_word[match.group(0)])
@@ -218,6 +230,9 @@ def recognise(
         # A topical steroid or immunosuppressant neither needs prophylaxis nor spares steroids;
         # statins have no topical forms, so a statin stays a statin whatever the route says.
         classes -= {DrugClass.GLUCOCORTICOID, DrugClass.STEROID_SPARING}
+        # Dapsone gel prevents no pneumonia; inhaled pentamidine does.
+        if not (context & INHALED_WORDS and "pentamidine" in agents):
+            classes.discard(DrugClass.PJP_PROPHYLAXIS)
     return Recognition(frozenset(classes), tuple(agents), factor, window, systemic)
 
 

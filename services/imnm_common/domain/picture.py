@@ -189,6 +189,16 @@ class ClinicalPicture:
         return self.orders_counting(DrugClass.STEROID_SPARING)
 
     @cached_property
+    def glucocorticoid_without_dose(self) -> list[MedicationOrder]:
+        """Glucocorticoid orders in force whose dose is not a known mass."""
+        return [
+            o
+            for o in self.orders_in_force(DrugClass.GLUCOCORTICOID)
+            if (v := o.version_at(self.at)) is not None
+            and v.prednisone_equivalent_mg_per_day is None
+        ]
+
+    @cached_property
     def phase(self) -> TaperPhase:
         gc_phase = self._course_phases[1]
         on_glucocorticoid = (
@@ -197,6 +207,10 @@ class ClinicalPicture:
         )
         if on_glucocorticoid and gc_phase is not None:
             return gc_phase
+        if self.glucocorticoid_without_dose:
+            # Exposure of unknown size (dose in tablets, mL or absent): treated, and judged as
+            # strictly as induction, but there is no peak to taper from.
+            return TaperPhase.INDUCTION
         if self.steroid_sparing_counting:
             return TaperPhase.MAINTENANCE
         return TaperPhase.UNTREATED
@@ -218,6 +232,8 @@ class ClinicalPicture:
             spans.append((run, float("inf")))
         for order in self.state.orders_of(DrugClass.STEROID_SPARING):
             spans.extend(therapy_intervals(order, self.at))
+        for order in self.state.orders_of(DrugClass.GLUCOCORTICOID):
+            spans.extend(therapy_intervals(order, self.at))  # incl. doses of unknown size
         for start, end in merge_intervals(spans):
             if start <= self.at < end:
                 return start

@@ -17,7 +17,12 @@ from imnm_common.domain.config import (
     SustainedGlucocorticoidConfig,
 )
 from imnm_common.domain.knowledge import DrugClass
-from imnm_common.domain.picture import ClinicalPicture, bridged_run_start, dose_at
+from imnm_common.domain.picture import (
+    ClinicalPicture,
+    bridged_run_start,
+    dose_at,
+    therapy_intervals,
+)
 from imnm_common.domain.state import DAY, MedicationOrder, TaperPhase
 
 SEED = "IMNM treatment guidance (project clinical source: shared/seeds/imnm-treatment.txt)"
@@ -83,6 +88,10 @@ def _left_force_last(orders: list[MedicationOrder], at: float) -> float | None:
             if was_in_force and not version.in_force:
                 latest = version.at if latest is None else max(latest, version.at)
             was_in_force = version.in_force
+        if order.counts_after_last_dose_days:  # IVIG, rituximab: when the post-dose window closed
+            for _, end in therapy_intervals(order, at):
+                if end <= at:
+                    latest = end if latest is None else max(latest, end)
     return latest
 
 
@@ -221,7 +230,10 @@ def _sustained_rule(rule: str) -> Callable[[RuleContext], list[Finding]]:
         if not absent:
             return []
         stopped = _left_force_last(cover_orders, p.at)
-        since = max(due_at, ctx.tracked_since, stopped or due_at)
+        # After a short (bridged) gap the condition holds again only from the restart: a new
+        # episode, so a new alert id rather than a re-open of the resolved one.
+        restarted = bridged_run_start(p.steps, lambda mg_day: mg_day >= threshold, p.at, 0.0)
+        since = max(due_at, ctx.tracked_since, stopped or due_at, restarted or due_at)
         dose = p.prednisone_equivalent_mg_per_day
         gc_orders = p.orders_in_force(DrugClass.GLUCOCORTICOID)
         days_on = (p.at - run_start) / DAY
@@ -271,6 +283,9 @@ def _monitoring_rule(
         if p.at < due_at:
             return []
         since = max(due_at, ctx.tracked_since)
+        if p.phase is not TaperPhase.MAINTENANCE and p.course_start is not None:
+            # The induction/taper limit applies only since the glucocorticoid course began.
+            since = max(since, p.course_start)
         last_text = f"the last on {day(last[0])}" if last else "none on record"
         return [
             Finding(
@@ -341,6 +356,22 @@ def taper_too_fast(ctx: RuleContext) -> list[Finding]:
 
 # ---------------------------------------------------------------------------------------------
 # 9. taper_relapse_risk
+def _dose_not_raised_since(steps: list[tuple[float, float]], result_at: float, at: float
+                           ) -> float:
+    """When the dose last came back to at most its level at ``result_at``: a raise resolves the
+    finding, undoing the raise makes it hold again from then (a new episode, a new alert id)."""
+    limit = dose_at(steps, result_at) + 1e-6
+    since, raised = result_at, False
+    for start, mg_day in steps:
+        if start <= result_at or start > at:
+            continue
+        if mg_day > limit:
+            raised = True
+        elif raised:
+            since, raised = start, False
+    return since
+
+
 def taper_relapse_risk(ctx: RuleContext) -> list[Finding]:
     cfg = ctx.config.taper_relapse_risk
     p = ctx.picture
@@ -361,19 +392,21 @@ def taper_relapse_risk(ctx: RuleContext) -> list[Finding]:
             and latest.value > cfg.ck_rise_factor * lowest.value
             and dose <= dose_at(p.steps, latest.at) + 1e-6
         ):
+            ratio = f"{latest.value / lowest.value:.1f}x" if lowest.value > 0 else "above"
             reasons.append(
                 f"CK {latest.value:g} U/L on {day(latest.at)} is above the upper limit "
-                f"({upper:g}) and {latest.value / lowest.value:.1f}x the lowest CK since the "
+                f"({upper:g}) and {ratio} the lowest CK since the "
                 f"taper began ({lowest.value:g} U/L on {day(lowest.at)})"
             )
             evidence += [lowest.event_id, latest.event_id]
-            since = latest.at
+            since = _dose_not_raised_since(p.steps, latest.at, p.at)
     scores = [s for s in p.state.mmt8_scores if taper_start <= s.at <= p.at]
     if scores:
         latest_score = max(scores, key=lambda s: s.at)
         best = max(scores, key=lambda s: s.score)
         if (
-            latest_score.score < (1 - cfg.mmt8_drop_fraction) * best.score
+            latest_score.score < best.score
+            and latest_score.score <= (1 - cfg.mmt8_drop_fraction) * best.score + 1e-9
             and dose <= dose_at(p.steps, latest_score.at) + 1e-6
         ):
             reasons.append(
@@ -382,7 +415,8 @@ def taper_relapse_risk(ctx: RuleContext) -> list[Finding]:
                 f"began ({best.score:g} on {day(best.at)})"
             )
             evidence += [best.event_id, latest_score.event_id]
-            since = latest_score.at if since is None else min(since, latest_score.at)
+            score_since = _dose_not_raised_since(p.steps, latest_score.at, p.at)
+            since = score_since if since is None else min(since, score_since)
     if not reasons or since is None:
         return []
     return [

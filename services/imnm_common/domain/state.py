@@ -31,7 +31,7 @@ class OrderVersion:
     status: str
     event_id: str
     prednisone_equivalent_mg_per_day: float | None = None  # glucocorticoids with a mass dose
-    period_days: float | None = None  # one administration period, for dosing-frequency rules
+    period_days: float | None = None  # days between administrations, for frequency rules
     dose_text: str = ""
 
     @property
@@ -143,6 +143,7 @@ class PatientState:
     tacrolimus_troughs: list[LabValue] = field(default_factory=list)
     mmt8_scores: list[MuscleScore] = field(default_factory=list)
     open_alerts: dict[str, OpenAlert] = field(default_factory=dict)  # by slot
+    last_resolved: dict[str, float] = field(default_factory=dict)  # by slot: last resolved_at
     seen_event_ids: list[str] = field(default_factory=list)  # bounded, oldest first
     clock: float | None = None  # latest occurred_at applied
     evaluated_at: float | None = None  # last full evaluation
@@ -180,6 +181,7 @@ class PatientState:
             tacrolimus_troughs=[LabValue(**v) for v in raw.get("tacrolimus_troughs", [])],
             mmt8_scores=[MuscleScore(**v) for v in raw.get("mmt8_scores", [])],
             open_alerts={k: OpenAlert(**v) for k, v in raw.get("open_alerts", {}).items()},
+            last_resolved=dict(raw.get("last_resolved", {})),
             seen_event_ids=list(raw.get("seen_event_ids", [])),
             clock=raw.get("clock"),
             evaluated_at=raw.get("evaluated_at"),

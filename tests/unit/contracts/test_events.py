@@ -176,3 +176,8 @@ def test_reason_codes_are_label_safe() -> None:
 def test_parse_event_object_rejects_non_objects() -> None:
     with pytest.raises(EventRejected, match="JSON object"):
         parse_event_object(["not", "an", "object"])
+
+
+def test_parse_event_object_is_as_strict_as_parse_event() -> None:
+    with pytest.raises(EventRejected, match="dose.value"):
+        parse_event_object(_set(ORDER, "60", "dose", "value"))

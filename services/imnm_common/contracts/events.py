@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 import orjson
-
 from pydantic import (
     AwareDatetime,
     BaseModel,
@@ -199,7 +198,7 @@ def parse_event_object(obj: Any) -> CanonicalEvent:
     try:
         encoded = orjson.dumps(obj)
     except TypeError as error:
-        raise EventRejected(f"event is not JSON-serialisable: {error}", "schema_violation") from None
+        raise EventRejected(f"event is not JSON: {error}", "schema_violation") from None
     return parse_event(encoded)
 
 

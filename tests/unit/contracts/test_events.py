@@ -179,5 +179,5 @@ def test_parse_event_object_rejects_non_objects() -> None:
 
 
 def test_parse_event_object_is_as_strict_as_parse_event() -> None:
-    with pytest.raises(EventRejected, match="dose.value"):
+    with pytest.raises(EventRejected, match=r"dose\.value"):
         parse_event_object(_set(ORDER, "60", "dose", "value"))

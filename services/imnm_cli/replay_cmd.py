@@ -178,7 +178,7 @@ def run_state(args: argparse.Namespace) -> int:
         "course_peak_mg_per_day": picture.course_peak_mg_per_day,
         "taper_started_at": _iso(picture.taper_started_at),
         "treatment_started_at": _iso(picture.treatment_started_at),
-        "state": orjson.loads(state.to_bytes()),
+        "state": state.to_dict(),
     }
     sys.stdout.buffer.write(orjson.dumps(summary, option=orjson.OPT_INDENT_2) + b"\n")
     return EXIT_REJECTED if replay.stats.rejected_total else EXIT_OK

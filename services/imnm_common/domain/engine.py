@@ -83,6 +83,7 @@ def apply(
     stale = False
     if isinstance(event, MedicationOrderEvent):
         stale = not _record_order(state, event, at)
+        state.orders_changed()
     elif isinstance(event, LabResultEvent):
         _record_lab(state, event, at, config)
     elif isinstance(event, MuscleAssessmentEvent):
@@ -94,7 +95,22 @@ def apply(
     if stale:
         return ApplyOutcome(stale=True)
     state.pending_at = state.clock
+    if not _may_change_immediate_rules(state, event):
+        return ApplyOutcome()
     return ApplyOutcome(_reconcile(state, _judge_time(state), config, IMMEDIATE_RULES))
+
+
+def _may_change_immediate_rules(state: PatientState, event: CanonicalEvent) -> bool:
+    """Statin, methotrexate and tacrolimus findings depend only on these events; skipping the
+    rest keeps a CK or MMT-8 result from paying for a rule run it cannot affect."""
+    if isinstance(event, DiagnosisEvent):
+        return True
+    if isinstance(event, MedicationOrderEvent):
+        order = state.orders[event.order_id]
+        return "statin" in order.classes or "methotrexate" in order.agents
+    if isinstance(event, LabResultEvent):
+        return event.loinc in knowledge.LOINC_TACROLIMUS
+    return False
 
 
 def _remember(state: PatientState, event_id: str, keep: int) -> None:

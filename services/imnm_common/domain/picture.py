@@ -19,7 +19,20 @@ _EPSILON_MG = 1e-6
 
 def dose_steps(state: PatientState, until: float) -> list[DoseStep]:
     """Total glucocorticoid dose as a step function of time, up to ``until``."""
+    cached = state.derived.get("steps")
+    if cached is not None and until >= cached[0]:
+        steps: list[DoseStep] = cached[1]
+        return steps
     orders = state.orders_of(DrugClass.GLUCOCORTICOID)
+    latest = max((o.latest.at for o in orders), default=float("-inf"))
+    if until >= latest:
+        steps = _dose_steps(orders, until)
+        state.derived["steps"] = (latest, steps)  # shared: callers treat steps as read-only
+        return steps
+    return _dose_steps(orders, until)
+
+
+def _dose_steps(orders: list[MedicationOrder], until: float) -> list[DoseStep]:
     times = sorted({v.at for o in orders for v in o.versions if v.at <= until})
     steps: list[DoseStep] = []
     for at in times:
@@ -47,7 +60,9 @@ def bridged_run_start(
 ) -> float | None:
     """Start of the run of ``holds(dose)`` containing ``at``, ignoring gaps shorter than
     ``max_gap`` (a missed overnight refill is not a new course). None if it does not hold now."""
-    index = max((i for i, (start, _) in enumerate(steps) if start <= at), default=-1)
+    index = len(steps) - 1
+    while index >= 0 and steps[index][0] > at:
+        index -= 1
     if index < 0 or not holds(steps[index][1]):
         return None
     start = steps[index][0]
@@ -174,11 +189,23 @@ class ClinicalPicture:
     def taper_started_at(self) -> float | None:
         return self._course_phases[2] if self.phase is TaperPhase.TAPER else None
 
+    def intervals(self, order: MedicationOrder) -> list[tuple[float, float]]:
+        """``therapy_intervals`` of an order, cached in the state while its versions last."""
+        if self.at < order.latest.at:
+            return therapy_intervals(order, self.at)
+        cache: dict[str, list[tuple[float, float]]] = self.state.derived.setdefault(
+            "intervals", {}
+        )
+        spans = cache.get(order.order_id)
+        if spans is None:
+            spans = cache[order.order_id] = therapy_intervals(order, self.at)
+        return spans
+
     def orders_counting(self, drug_class: DrugClass) -> list[MedicationOrder]:
         return [
             o
             for o in self.state.orders_of(drug_class)
-            if any(s <= self.at < e for s, e in therapy_intervals(o, self.at))
+            if any(s <= self.at < e for s, e in self.intervals(o))
         ]
 
     def orders_in_force(self, drug_class: DrugClass) -> list[MedicationOrder]:
@@ -220,6 +247,19 @@ class ClinicalPicture:
         """Start of the current uninterrupted immunotherapy (glucocorticoid or steroid-sparing)."""
         if self.phase is TaperPhase.UNTREATED:
             return None
+        for start, end in self._treatment_spans():
+            if start <= self.at < end:
+                return start
+        return None
+
+    def _treatment_spans(self) -> list[tuple[float, float]]:
+        orders = self.state.orders_of(DrugClass.GLUCOCORTICOID) + self.state.orders_of(
+            DrugClass.STEROID_SPARING
+        )
+        complete = all(self.at >= o.latest.at for o in orders)
+        if complete and "treatment_spans" in self.state.derived:
+            cached: list[tuple[float, float]] = self.state.derived["treatment_spans"]
+            return cached
         spans: list[tuple[float, float]] = []
         run: float | None = None
         for start, mg in self.steps:
@@ -231,19 +271,19 @@ class ClinicalPicture:
         if run is not None:
             spans.append((run, float("inf")))
         for order in self.state.orders_of(DrugClass.STEROID_SPARING):
-            spans.extend(therapy_intervals(order, self.at))
+            spans.extend(self.intervals(order))
         for order in self.state.orders_of(DrugClass.GLUCOCORTICOID):
-            spans.extend(therapy_intervals(order, self.at))  # incl. doses of unknown size
-        for start, end in merge_intervals(spans):
-            if start <= self.at < end:
-                return start
-        return None
+            spans.extend(self.intervals(order))  # incl. doses of unknown size
+        merged = merge_intervals(spans)
+        if complete:
+            self.state.derived["treatment_spans"] = merged
+        return merged
 
     def note_change_points(self) -> None:
         """Future instants where the phase can change without a new event."""
         if self.recently_stopped_at is not None:
             self.change_points.append(self.recently_stopped_at + self.max_gap)
         for order in self.state.orders_of(DrugClass.STEROID_SPARING):
-            for _, end in therapy_intervals(order, self.at):
+            for _, end in self.intervals(order):
                 if end != float("inf") and end > self.at:
                     self.change_points.append(end)

@@ -217,6 +217,8 @@ def _sustained_rule(rule: str) -> Callable[[RuleContext], list[Finding]]:
         cfg: SustainedGlucocorticoidConfig = getattr(ctx.config, rule)
         p = ctx.picture
         threshold = cfg.min_mg_per_day
+        if p.prednisone_equivalent_mg_per_day < threshold:
+            return []  # the common case, decided without walking the dose history
         run_start = bridged_run_start(
             p.steps, lambda mg_day: mg_day >= threshold, p.at, cfg.max_gap_hours * 3600.0
         )

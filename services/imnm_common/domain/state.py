@@ -7,7 +7,7 @@ id), so idempotence does not depend on the bounded ``seen_event_ids`` window alo
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -149,14 +149,75 @@ class PatientState:
     evaluated_at: float | None = None  # last full evaluation
     pending_at: float | None = None  # an instant whose dose-based rules are not judged yet
     due_at: float | None = None  # next time-based re-evaluation computed by the rules
+    # Derived from ``orders`` and rebuilt on demand; never serialised, never compared.
+    derived: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
-    # --- serialisation (orjson handles dataclasses natively and fast) ---
+    def orders_changed(self) -> None:
+        self.derived.clear()
+
+    def to_dict(self) -> dict[str, Any]:
+        """Readable form (named fields), for people and ``imnm state``."""
+        readable = asdict(self)
+        readable.pop("derived")
+        return readable
+
+    # --- serialisation: positional arrays, because field names would dominate the bytes ---
     def to_bytes(self) -> bytes:
-        return orjson.dumps(self)
+        d = self.diagnosis
+        return orjson.dumps([
+            _FORMAT,
+            self.patient_id,
+            [d.at, d.status, d.event_id] if d else None,
+            self.antibody,
+            self.statin_associated,
+            [
+                [o.order_id, o.classes, o.agents, o.label, o.counts_after_last_dose_days,
+                 [[v.at, v.status, v.event_id, v.prednisone_equivalent_mg_per_day,
+                   v.period_days, v.dose_text] for v in o.versions]]
+                for o in self.orders.values()
+            ],
+            [[r.at, r.value, r.event_id, r.result_id, r.reference_high]
+             for r in self.creatine_kinase],
+            [[r.at, r.value, r.event_id, r.result_id, r.reference_high]
+             for r in self.tacrolimus_troughs],
+            [[m.at, m.score, m.event_id] for m in self.mmt8_scores],
+            {slot: [a.alert_id, a.rule, a.raised_at, a.summary, a.evidence]
+             for slot, a in self.open_alerts.items()},
+            self.last_resolved,
+            self.seen_event_ids,
+            [self.clock, self.evaluated_at, self.pending_at, self.due_at],
+        ])
 
     @classmethod
     def from_bytes(cls, data: bytes | str) -> PatientState:
-        return cls.from_dict(orjson.loads(data))
+        raw = orjson.loads(data)
+        if isinstance(raw, dict):
+            return cls.from_dict(raw)  # the first, named-field format
+        if raw[0] != _FORMAT:
+            raise ValueError(f"unknown PatientState format {raw[0]!r}")
+        (_, patient_id, diagnosis, antibody, statin_associated, orders, cks, troughs, scores,
+         alerts, last_resolved, seen, times) = raw
+        return cls(
+            patient_id=patient_id,
+            diagnosis=Diagnosis(*diagnosis) if diagnosis else None,
+            antibody=antibody,
+            statin_associated=statin_associated,
+            orders={
+                o[0]: MedicationOrder(o[0], o[1], o[2], o[3], o[4],
+                                      [OrderVersion(*v) for v in o[5]])
+                for o in orders
+            },
+            creatine_kinase=[LabValue(*r) for r in cks],
+            tacrolimus_troughs=[LabValue(*r) for r in troughs],
+            mmt8_scores=[MuscleScore(*m) for m in scores],
+            open_alerts={slot: OpenAlert(*a) for slot, a in alerts.items()},
+            last_resolved=last_resolved,
+            seen_event_ids=seen,
+            clock=times[0],
+            evaluated_at=times[1],
+            pending_at=times[2],
+            due_at=times[3],
+        )
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> PatientState:
@@ -194,7 +255,16 @@ class PatientState:
         return d is not None and d.status == "active" and d.at <= at
 
     def orders_of(self, drug_class: str) -> list[MedicationOrder]:
-        return [o for o in self.orders.values() if drug_class in o.classes]
+        index = self.derived.get("by_class")
+        if index is None:
+            index = {}
+            for order in self.orders.values():
+                for cls in order.classes:
+                    index.setdefault(cls, []).append(order)
+            self.derived["by_class"] = index
+        found: list[MedicationOrder] = index.get(drug_class, [])
+        return found
 
 
 DAY = 86_400.0
+_FORMAT = 2

@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
                 "console", [sys.executable, "-m", "imnm_cli.main", "console"], env,
                 f"http://{settings.console_host}:{settings.console_port}",
             ))
-        _print_endpoints(bootstrap, settings, children, broker is not None)
+        _print_endpoints(bootstrap, settings, children, broker.pid if broker else None)
         if args.demo:
             asyncio.run(_demo(bootstrap, settings, args.demo_patients, children))
         else:
@@ -99,10 +99,11 @@ def _spawn(name: str, argv: list[str], env: dict[str, str], where: str) -> Child
 
 
 def _print_endpoints(bootstrap: str, settings: Settings, children: list[Child],
-                     embedded: bool) -> None:
+                     broker_pid: int | None) -> None:
     t = settings.topics
     print("\nimnm-safety is up", flush=True)
-    print(f"  kafka      {bootstrap}{' (embedded local broker)' if embedded else ''}")
+    embedded = f" (embedded local broker, pid {broker_pid})" if broker_pid else ""
+    print(f"  kafka      {bootstrap}{embedded}")
     print(f"  topics     in {t.events}  out {t.alerts}  dead letters {t.deadletter}")
     for child in children:
         print(f"  {child.name:<10} pid {child.process.pid}  {child.where}")

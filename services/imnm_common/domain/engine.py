@@ -336,37 +336,35 @@ def _reconcile(
 
 
 def _opened(patient_id: str, alert: OpenAlert, finding: Finding) -> AlertTransition:
-    info = RULES[alert.rule][0]
-    return AlertTransition(
-        alert_id=alert.alert_id,
-        patient_id=patient_id,
-        rule=alert.rule,
-        severity=info.severity,
-        status="open",
-        raised_at=to_utc(alert.raised_at),
-        resolved_at=None,
-        summary=alert.summary,
-        detail=finding.detail,
-        evidence=alert.evidence,
-        suggestions=finding.suggestions,
-        references=list(info.references),
-    )
+    return _transition(patient_id, alert, None, finding.detail, finding.suggestions)
 
 
 def _resolved(patient_id: str, alert: OpenAlert, at: float) -> AlertTransition:
-    info = RULES[alert.rule][0]
     resolved_at = max(at, alert.raised_at)
+    resolution = RULES[alert.rule][0].resolution
+    detail = f"Resolved on {to_utc(resolved_at):%Y-%m-%d}: {resolution}."
+    return _transition(patient_id, alert, resolved_at, detail, [])
+
+
+def _transition(
+    patient_id: str,
+    alert: OpenAlert,
+    resolved_at: float | None,
+    detail: str,
+    suggestions: list[str],
+) -> AlertTransition:
+    info = RULES[alert.rule][0]
     return AlertTransition(
         alert_id=alert.alert_id,
         patient_id=patient_id,
         rule=alert.rule,
         severity=info.severity,
-        status="resolved",
+        status="open" if resolved_at is None else "resolved",
         raised_at=to_utc(alert.raised_at),
-        resolved_at=to_utc(resolved_at),
+        resolved_at=None if resolved_at is None else to_utc(resolved_at),
         summary=alert.summary,
-        detail=f"Resolved on {to_utc(resolved_at):%Y-%m-%d}: {info.resolution}.",
+        detail=detail,
         evidence=alert.evidence,
-        suggestions=[],
+        suggestions=suggestions,
         references=list(info.references),
     )

@@ -50,3 +50,25 @@ def unique_name(request: pytest.FixtureRequest) -> Callable[[str], str]:
         return f"{prefix}.{test}.{next(_name_counter)}-{uuid.uuid4().hex[:8]}"
 
     return make
+
+
+# --------------------------------------------------------------------------- tracker workers
+from pathlib import Path  # noqa: E402 - appended section
+
+from imnm_tracker.testing import TrackerCluster  # noqa: E402
+
+
+@pytest.fixture
+def tracker_cluster(
+    kafka_bootstrap: str, unique_name: Callable[[str], str], tmp_path: Path
+) -> Iterator[TrackerCluster]:
+    """Topics, a consumer group and a clock file for ``imnm tracker`` child processes.
+
+    Start workers with ``tracker_cluster.start_worker()``; all of them are stopped (SIGTERM,
+    then SIGKILL) when the test ends.
+    """
+    cluster = TrackerCluster(kafka_bootstrap, unique_name("trk"), tmp_path / "tracker")
+    try:
+        yield cluster
+    finally:
+        cluster.close()

@@ -116,6 +116,9 @@ async def create_topics(
             await _wait_for_leaders(admin, created, deadline)
         mismatched: list[PartitionMismatch] = []
         if existing:
+            # A topic another worker is creating right now is listed before its partitions
+            # are: wait for them so it is not misreported as having 0 partitions.
+            await _wait_for_leaders(admin, existing, deadline)
             for meta in await admin.describe_topics(existing):
                 actual = len(meta["partitions"])
                 if actual != partitions:

@@ -1,0 +1,217 @@
+"""Pipeline benchmarks on the real local broker: throughput vs a raw aiokafka pass-through,
+event-to-alert latency at fixed offered loads, and one worker vs two.
+
+Each figure is the median of ``runs`` runs; nothing here asserts a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from bench.common import median
+from imnm_common.kafka.local_broker import LocalKafkaBroker
+from imnm_common.kafka.topics import create_topics
+from imnm_demo.generator import StreamSpec, generate_lines
+from imnm_tracker.testing import TrackerCluster
+
+PARTITIONS = 6
+
+
+async def _produce_all(bootstrap: str, topic: str, lines: list[bytes]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20,
+                                max_batch_size=512 * 1024)
+    await producer.start()
+    try:
+        futures = []
+        for line in lines:
+            key = orjson.loads(line)["patient_id"].encode()
+            futures.append(await producer.send(topic, key=key, value=line))
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+async def passthrough(bootstrap: str, lines: list[bytes], tag: str) -> float:
+    """The ceiling for a Python consumer: read every message, produce it again, keyed."""
+    source, sink = f"bench.pass.{tag}.in", f"bench.pass.{tag}.out"
+    await create_topics(bootstrap, [source, sink], PARTITIONS, 1)
+    await _produce_all(bootstrap, source, lines)
+    consumer = AIOKafkaConsumer(source, bootstrap_servers=bootstrap, group_id=f"pass-{tag}",
+                                auto_offset_reset="earliest", enable_auto_commit=False,
+                                max_poll_records=1000)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
+    await consumer.start()
+    await producer.start()
+    seen = 0
+    started: float | None = None
+    try:
+        while seen < len(lines):
+            batch = await consumer.getmany(timeout_ms=500, max_records=1000)
+            futures = []
+            for records in batch.values():
+                for record in records:
+                    started = started or time.perf_counter()
+                    futures.append(await producer.send(sink, key=record.key, value=record.value))
+            seen += len(futures)
+            await asyncio.gather(*futures)
+            if futures:
+                await consumer.commit()
+        return len(lines) / (time.perf_counter() - (started or time.perf_counter()))
+    finally:
+        await consumer.stop()
+        await producer.stop()
+
+
+async def tracker_throughput(bootstrap: str, lines: list[bytes], workdir: Path, tag: str,
+                             workers: int, now: str) -> float:
+    cluster = TrackerCluster(bootstrap, f"bench.trk.{tag}", workdir / tag,
+                             partitions=PARTITIONS, timer_interval=60.0)
+    try:
+        await create_topics(bootstrap, cluster.topics.all(), PARTITIONS, 1)
+        await _produce_all(bootstrap, cluster.topics.events, lines)
+        cluster.set_clock(now)
+        started = [cluster.start_worker() for _ in range(workers)]
+        first: float | None = None
+        deadline = time.monotonic() + 900
+        while time.monotonic() < deadline:
+            consumed = 0.0
+            for worker in started:
+                with contextlib.suppress(OSError):
+                    consumed += worker.metric("imnm_tracker_events_consumed_total")
+            if consumed and first is None:
+                first = time.perf_counter()
+            if consumed >= len(lines):
+                assert first is not None
+                return len(lines) / (time.perf_counter() - first)
+            await asyncio.sleep(0.1)
+        raise RuntimeError("tracker did not consume the stream within 900 s")
+    finally:
+        cluster.close()
+
+
+async def latency(bootstrap: str, workdir: Path, rate: int, seconds: float,
+                  tag: str) -> dict[str, Any]:
+    """Offered load of CK results with statin-order probes; probe -> statin alert latency."""
+    cluster = TrackerCluster(bootstrap, f"bench.lat.{tag}", workdir / tag,
+                             partitions=PARTITIONS, timer_interval=1.0)
+    patients = [f"LAT-{i:05d}" for i in range(1000)]
+    try:
+        await create_topics(bootstrap, cluster.topics.all(), PARTITIONS, 1)
+        cluster.set_clock("2100-01-01T00:00:00Z")
+        worker = cluster.start_worker()
+        seed = [orjson.dumps({"event_id": f"{p}-dx", "patient_id": p, "event_type": "diagnosis",
+                              "occurred_at": "2026-01-01T00:00:00Z", "condition": "IMNM"})
+                for p in patients]
+        await _produce_all(bootstrap, cluster.topics.events, seed)
+        await worker.wait_for(
+            lambda: worker.metric("imnm_tracker_events_consumed_total") >= len(seed),
+            "seed events", 120)
+        sent: dict[str, float] = {}
+        received: dict[str, float] = {}
+        consumer = AIOKafkaConsumer(cluster.topics.alerts, bootstrap_servers=bootstrap,
+                                    group_id=None, auto_offset_reset="latest")
+        await consumer.start()
+        await asyncio.sleep(1.0)  # assignment settles before the first probe
+
+        async def collect() -> None:
+            while True:
+                batch = await consumer.getmany(timeout_ms=100)
+                now = time.perf_counter()
+                for records in batch.values():
+                    for record in records:
+                        alert = orjson.loads(record.value)
+                        for event_id in alert["evidence"]:
+                            if event_id in sent and event_id not in received:
+                                received[event_id] = now
+
+        collector = asyncio.create_task(collect())
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=0)
+        await producer.start()
+        rng = random.Random(rate)
+        total = int(rate * seconds)
+        started = time.perf_counter()
+        for n in range(total):
+            target = started + n / rate
+            delay = target - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            patient = rng.choice(patients)
+            event_id = f"{tag}-{n}"
+            if n % 20 == 0:
+                event = {"event_id": event_id, "patient_id": patient,
+                         "event_type": "medication_order", "occurred_at": "2026-06-01T00:00:00Z",
+                         "order_id": f"{tag}-ord-{n}", "status": "active",
+                         "medication": {"rxnorm": "83367", "name": "atorvastatin 20 mg"}}
+                sent[event_id] = time.perf_counter()
+            else:
+                event = {"event_id": event_id, "patient_id": patient,
+                         "event_type": "lab_result", "occurred_at": "2026-06-01T00:00:00Z",
+                         "loinc": "2157-6", "value": rng.randint(100, 3000), "unit": "U/L"}
+            await producer.send(cluster.topics.events, key=patient.encode(),
+                                value=orjson.dumps(event))
+        achieved = total / (time.perf_counter() - started)
+        await producer.stop()
+        deadline = time.monotonic() + 30
+        while len(received) < len(sent) and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+        collector.cancel()
+        await consumer.stop()
+        waits = sorted((received[e] - sent[e]) * 1000 for e in received)
+        q = statistics.quantiles(waits, n=100) if len(waits) >= 2 else [float("nan")] * 99
+        return {"offered_per_second": rate, "achieved_per_second": round(achieved),
+                "probes": len(sent), "answered": len(received),
+                "p50_ms": round(q[49], 1), "p95_ms": round(q[94], 1), "p99_ms": round(q[98], 1)}
+    finally:
+        cluster.close()
+
+
+def pipeline_benchmark(patients: int, runs: int, workdir: Path) -> dict[str, Any]:
+    lines = [line.encode() for line in generate_lines(StreamSpec(patients=patients, seed=2025))]
+    now = "2026-01-01T00:00:00Z"
+    with LocalKafkaBroker() as broker:
+        bootstrap = broker.bootstrap
+        ceiling = [asyncio.run(passthrough(bootstrap, lines, f"p{r}")) for r in range(runs)]
+        one = [asyncio.run(tracker_throughput(bootstrap, lines, workdir, f"one{r}", 1, now))
+               for r in range(runs)]
+        two = [asyncio.run(tracker_throughput(bootstrap, lines, workdir, f"two{r}", 2, now))
+               for r in range(runs)]
+        loads = []
+        for rate in (200, 1000, 5000):
+            samples = [asyncio.run(latency(bootstrap, workdir, rate, 10.0, f"l{rate}r{r}"))
+                       for r in range(runs)]
+            loads.append({key: median([s[key] for s in samples]) if key.endswith(
+                ("_ms", "_second")) else samples[-1][key] for key in samples[0]})
+    result: dict[str, Any] = {
+        "events": len(lines),
+        "passthrough_events_per_second": round(median(ceiling)),
+        "tracker_one_worker_events_per_second": round(median(one)),
+        "tracker_two_workers_events_per_second": round(median(two)),
+        "ratio_tracker_to_passthrough": round(median(one) / median(ceiling), 3),
+        "latency": loads,
+        "runs": runs,
+        "raw": {"passthrough": ceiling, "one": one, "two": two},
+    }
+    table = [
+        (f"pipeline ({len(lines):,} events, median of {runs})", ""),
+        ("raw aiokafka pass-through (ceiling)",
+         f"{result['passthrough_events_per_second']:,} events/s"),
+        ("tracker, 1 worker", f"{result['tracker_one_worker_events_per_second']:,} events/s"),
+        ("tracker, 2 workers", f"{result['tracker_two_workers_events_per_second']:,} events/s"),
+        ("ratio tracker/ceiling", f"{result['ratio_tracker_to_passthrough']:.3f}"),
+    ]
+    for load in loads:
+        table.append((f"latency at {load['offered_per_second']:,}/s offered "
+                      f"({load['achieved_per_second']:,}/s sent)",
+                      f"p50 {load['p50_ms']} ms, p95 {load['p95_ms']} ms, "
+                      f"p99 {load['p99_ms']} ms ({load['answered']}/{load['probes']} probes)"))
+    result["table"] = table
+    return result

@@ -1,0 +1,206 @@
+"""The faust app around :class:`~imnm_tracker.core.TrackerCore`.
+
+- source: the events topic, raw bytes (we parse, so we decide what is rejected and why);
+- state: a table of ``patient_id -> imnm-state/1 bytes`` (:mod:`imnm_tracker.stored`) whose
+  changelog is co-partitioned with the source; memory store by default, RocksDB optional;
+- agent (concurrency 1): batches of messages via ``noack_take``. Acks are ours: a batch is
+  acked only after its output is published and its states written, and a batch that cannot be
+  published is never acked (faust acks a message whose agent raised, which would lose it);
+- timer: every ``timer_interval`` seconds, fire what is due on this worker's partitions;
+- rebalances: revoked partitions leave the due index at once; after every table recovery the
+  index is rebuilt for the partitions now owned.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable, Sequence
+from typing import Any, NoReturn, cast
+
+import faust
+from faust.streams import Stream
+from faust.types import TP, EventT, StreamT, TableT
+
+from imnm_common.contracts.alerts import AlertTransition
+from imnm_common.contracts.deadletter import DeadLetter
+from imnm_common.domain.state import PatientState
+from imnm_tracker import faust_fixes, stored
+from imnm_tracker.core import TrackerCore
+from imnm_tracker.faust_context import partition_context
+from imnm_tracker.metrics import TrackerMetrics
+from imnm_tracker.options import TrackerOptions
+from imnm_tracker.records import SourceRecord
+from imnm_tracker.stored import StoredHeader, StoredValueError
+from imnm_tracker.topics_setup import STATE_TABLE
+
+log = logging.getLogger(__name__)
+
+EXIT_BATCH_FAILED = 70  # EX_SOFTWARE: output could not be published; nothing was committed
+
+
+def _raw_topic(app: faust.App, name: str) -> faust.TopicT:
+    return app.topic(
+        name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
+    )
+
+
+class FaustStateStore:
+    """:class:`~imnm_tracker.core.StateStore` on a faust table keyed by patient id bytes."""
+
+    def __init__(self, app: faust.App, table: TableT[bytes, bytes], source_topic: str) -> None:
+        self.app = app
+        self.table = table
+        self.source_topic = source_topic
+
+    def load(self, patient_id: str, partition: int) -> PatientState | None:
+        with partition_context(self.app, self.source_topic, partition):
+            raw = self.table.get(patient_id.encode())
+        return None if raw is None else stored.decode(raw)
+
+    def save(self, patient_id: str, partition: int, state: PatientState, due: float | None) -> None:
+        value = stored.encode(state, partition, due)
+        with partition_context(self.app, self.source_topic, partition):
+            self.table[patient_id.encode()] = value  # reassignment: faust logs it to the changelog
+
+    def headers(self) -> Iterable[tuple[str, StoredHeader | StoredValueError]]:
+        for key, raw in list(self.table.items()):
+            try:
+                yield key.decode(), stored.peek(raw)
+            except StoredValueError as error:
+                yield key.decode(errors="replace"), error
+
+
+class FaustPublisher:
+    """:class:`~imnm_tracker.core.Publisher` on faust topics, keyed by patient id."""
+
+    def __init__(self, alerts: faust.TopicT, dead_letters: faust.TopicT) -> None:
+        self.alerts = alerts
+        self.dead_letters = dead_letters
+
+    async def publish(
+        self, transitions: Sequence[AlertTransition], dead_letters: Sequence[DeadLetter]
+    ) -> None:
+        pending = []
+        # force=True: never defer to "publish on commit", we wait for the broker right here.
+        for transition in transitions:
+            pending.append(await self.alerts.send(
+                key=transition.patient_id.encode(),
+                value=transition.model_dump_json().encode(),
+                force=True,
+            ))
+        for letter in dead_letters:
+            pending.append(await self.dead_letters.send(
+                key=None if letter.key is None else letter.key.encode(),
+                value=letter.model_dump_json().encode(),
+                force=True,
+            ))
+        for future in pending:
+            await future
+
+
+class TrackerApp:
+    """One worker's faust app. ``partitions`` is the events topic's (see topics_setup)."""
+
+    def __init__(self, options: TrackerOptions, partitions: int, metrics: TrackerMetrics) -> None:
+        faust_fixes.install()
+        self.options = options
+        self.metrics = metrics
+        conf: dict[str, Any] = {
+            "broker": options.broker_url,
+            "store": options.store,
+            "datadir": str(options.data_dir),
+            "topic_partitions": partitions,
+            "topic_replication_factor": options.replication_factor,
+            "topic_disable_leader": True,  # no leader-only timers: skip the extra topic
+            "processing_guarantee": options.processing_guarantee,
+            "table_standby_replicas": options.standby_replicas,
+            "consumer_auto_offset_reset": "earliest",
+            "web_enabled": False,  # /metrics is served by prometheus_client (metrics.py)
+            "worker_redirect_stdouts": False,
+            "autodiscover": False,
+        }
+        if options.session_timeout is not None:
+            conf["broker_session_timeout"] = options.session_timeout
+            conf["broker_heartbeat_interval"] = max(options.session_timeout / 6, 0.5)
+        if options.commit_interval is not None:
+            conf["broker_commit_interval"] = options.commit_interval
+        self.app = faust.App(options.app_id, **conf)
+        self.events = _raw_topic(self.app, options.topics.events)
+        alerts = _raw_topic(self.app, options.topics.alerts)
+        dead_letters = _raw_topic(self.app, options.topics.deadletter)
+        self.table = self.app.Table(
+            STATE_TABLE,
+            key_type=bytes,
+            value_type=bytes,
+            partitions=partitions,
+            on_recover=self._on_recovered,
+        )
+        self.core = TrackerCore(
+            FaustStateStore(self.app, self.table, options.topics.events),
+            FaustPublisher(alerts, dead_letters),
+            options.clock,
+            metrics,
+            options.rules,
+        )
+        self.app.agent(self.events, name="imnm_tracker.events", concurrency=1)(self._consume)
+        self.app.timer(options.timer_interval, name="imnm_tracker.timer")(self._tick)
+        # faust calls receivers as (sender, *args, signal=..., **kwargs)
+        self.app.on_partitions_revoked.connect(cast(Any, self._on_revoked))
+
+    # faust calls these ------------------------------------------------------------
+    async def _consume(self, stream: StreamT[bytes]) -> None:
+        source = cast(Stream[bytes], stream)  # the concrete Stream has noack_take and ack
+        async for batch in source.noack_take(
+            self.options.batch_size, within=self.options.batch_window
+        ):
+            events = cast(Sequence[EventT[bytes]], batch)  # noack_take yields events, not values
+            records = [
+                SourceRecord(
+                    e.message.topic, e.message.partition, e.message.offset,
+                    e.message.key, e.message.value,
+                )
+                for e in events
+            ]
+            try:
+                await self.core.handle_batch(records)
+            except Exception as error:
+                self._exit_unacknowledged(error, len(records))
+            for event in events:
+                await source.ack(event)
+
+    def _exit_unacknowledged(self, error: Exception, size: int) -> NoReturn:
+        # The batch is not acked, so its offsets must never be committed: the messages are then
+        # processed again by whichever worker owns their partitions next. Not app.crash(): faust's
+        # orderly shutdown commits what it believes is done, and after an agent gave up that can
+        # reach past this batch (seen in tests/integration/test_tracker_failures.py). So leave
+        # the way SIGKILL does; the supervisor (imnm up, systemd, Kubernetes) restarts us.
+        self.metrics.batch_failures.inc()
+        log.critical(
+            "a batch of %d messages could not be published or stored (%s: %s); exiting without "
+            "acknowledging it", size, type(error).__name__, error,
+        )
+        logging.shutdown()  # flush the log handlers; os._exit skips every other cleanup
+        os._exit(EXIT_BATCH_FAILED)
+
+    async def _tick(self) -> None:
+        if self.app.rebalancing:
+            return  # the index is being rebuilt; the next tick catches up
+        try:
+            await self.core.tick()
+        except Exception as error:
+            log.error("timer tick failed (%s: %s); retried on the next tick",
+                      type(error).__name__, error)
+
+    async def _on_revoked(self, sender: Any, revoked: set[TP], **kwargs: Any) -> None:
+        await self.core.on_revoked(
+            tp.partition for tp in revoked if tp.topic == self.options.topics.events
+        )
+
+    async def _on_recovered(self) -> None:
+        active = {
+            tp.partition
+            for tp in self.app.assignor.assigned_actives()
+            if tp.topic == self.options.topics.events
+        }
+        await self.core.on_recovered(active)

@@ -1,0 +1,52 @@
+"""deadletter.v1 messages for input the tracker cannot use."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from imnm_common.contracts.deadletter import DeadLetter
+from imnm_tracker.records import SourceRecord
+
+SERVICE = "imnm-tracker"
+
+# Codes the tracker adds to those of EventRejected (bad_json, missing_field, ...).
+KEY_MISMATCH = "key_mismatch"
+PROCESSING_ERROR = "processing_error"
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def dead_letter(
+    record: SourceRecord,
+    reason: str,
+    reason_code: str,
+    now: Callable[[], datetime] = utc_now,
+) -> DeadLetter:
+    """The rejected message with where it came from; ``rejected_at`` is wall-clock time."""
+    payload, encoding = _payload(record.value)
+    return DeadLetter(
+        reason=reason,
+        reason_code=reason_code,
+        payload=payload,
+        payload_encoding=encoding,
+        key=None if record.key is None else record.key.decode("utf-8", errors="replace"),
+        topic=record.topic,
+        partition=record.partition,
+        offset=record.offset,
+        rejected_at=now(),
+        service=SERVICE,
+    )
+
+
+def _payload(value: bytes | None) -> tuple[str, str]:
+    if value is None:
+        return "", "utf-8"
+    try:
+        return value.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        # Not text: keep it byte for byte so the integration team sees what was sent.
+        return base64.b64encode(value).decode("ascii"), "base64"

@@ -1,0 +1,219 @@
+"""TrackerCore without Kafka: a dict for the table, a list for the topics, a settable clock."""
+
+from __future__ import annotations
+
+import json
+import zlib
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from imnm_common.contracts.alerts import AlertTransition
+from imnm_common.contracts.deadletter import DeadLetter
+from imnm_common.domain import engine
+from imnm_common.domain.state import PatientState
+from imnm_common.service_layer.replay import Replay
+from imnm_demo.generator import StreamSpec, generate_lines
+from imnm_tracker import stored
+from imnm_tracker.core import TrackerCore
+from imnm_tracker.metrics import TrackerMetrics
+from imnm_tracker.records import SourceRecord
+from imnm_tracker.stored import StoredHeader, StoredValueError
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "events.jsonl"
+PARTITIONS = 3
+NOW = datetime(2025, 12, 1, tzinfo=UTC).timestamp()
+
+Row = tuple[str, str, str, str, str | None]
+
+
+class DictStore:
+    def __init__(self) -> None:
+        self.values: dict[str, bytes] = {}
+
+    def load(self, patient_id: str, partition: int) -> PatientState | None:
+        raw = self.values.get(patient_id)
+        return None if raw is None else stored.decode(raw)
+
+    def save(self, patient_id: str, partition: int, state: PatientState, due: float | None
+             ) -> None:
+        self.values[patient_id] = stored.encode(state, partition, due)
+
+    def headers(self) -> Iterable[tuple[str, StoredHeader | StoredValueError]]:
+        for patient_id, raw in self.values.items():
+            try:
+                yield patient_id, stored.peek(raw)
+            except StoredValueError as error:
+                yield patient_id, error
+
+
+class ListPublisher:
+    def __init__(self) -> None:
+        self.alerts: list[AlertTransition] = []
+        self.dead: list[DeadLetter] = []
+        self.fail = False
+
+    async def publish(self, transitions: Sequence[AlertTransition],
+                      dead_letters: Sequence[DeadLetter]) -> None:
+        if self.fail:
+            raise ConnectionError("broker gone")
+        self.alerts.extend(transitions)
+        self.dead.extend(dead_letters)
+
+
+class Clock:
+    def __init__(self, now: float = 0.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def make_core(now: float = 0.0) -> tuple[TrackerCore, DictStore, ListPublisher, Clock]:
+    store, publisher, clock = DictStore(), ListPublisher(), Clock(now)
+    core = TrackerCore(store, publisher, clock, TrackerMetrics(), timer_chunk=7)
+    core.ready = True
+    return core, store, publisher, clock
+
+
+def records(lines: Sequence[bytes]) -> list[SourceRecord]:
+    out = []
+    for offset, line in enumerate(lines):
+        try:
+            key = json.loads(line)["patient_id"].encode()
+        except (ValueError, KeyError, TypeError):
+            key = b"?"
+        out.append(SourceRecord("events", zlib.crc32(key) % PARTITIONS, offset, key, line))
+    return out
+
+
+def per_patient(transitions: Iterable[AlertTransition]) -> dict[str, list[Row]]:
+    out: dict[str, list[Row]] = defaultdict(list)
+    for t in transitions:
+        out[t.patient_id].append((
+            t.alert_id, t.status, t.rule, t.raised_at.isoformat(),
+            None if t.resolved_at is None else t.resolved_at.isoformat(),
+        ))
+    return dict(out)
+
+
+def replayed(lines: Sequence[bytes], now: float) -> dict[str, list[Row]]:
+    replay = Replay()
+    return per_patient([*replay.feed_lines(lines), *replay.finish(now)])
+
+
+def sample_lines() -> list[bytes]:
+    spec = StreamSpec(patients=25, days=300, seed=5, start=datetime(2025, 1, 1, tzinfo=UTC))
+    generated = [line.encode() for line in generate_lines(spec)]
+    return [*EXAMPLES.read_bytes().splitlines(), *generated]
+
+
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("batch_size", [1, 13, 500])
+async def test_batches_then_timer_give_what_replay_gives(batch_size: int) -> None:
+    lines = sorted(sample_lines(), key=_occurred_at)
+    core, _, publisher, clock = make_core(now=0.0)  # before every event, like the e2e test
+    recs = records(lines)
+    for start in range(0, len(recs), batch_size):
+        await core.handle_batch(recs[start:start + batch_size])
+    clock.now = NOW
+    assert await core.tick() > 0
+    assert await core.tick() == 0  # nothing left due at the same now
+    assert per_patient(publisher.alerts) == replayed(lines, NOW)
+    rejected = core.metrics.events_rejected.labels(reason="implausible_value")._value.get()
+    assert rejected == 1 and len(publisher.dead) == 1
+    assert core.metrics.duplicates._value.get() == 1
+    assert core.metrics.tracked_patients._value.get() == len(core.index)
+
+
+def _occurred_at(line: bytes) -> str:
+    try:
+        return str(json.loads(line).get("occurred_at", ""))
+    except ValueError:
+        return ""
+
+
+async def test_a_failed_publish_keeps_state_and_index_as_they_were() -> None:
+    core, store, publisher, _ = make_core()
+    lines = EXAMPLES.read_bytes().splitlines()[:4]
+    publisher.fail = True
+    with pytest.raises(ConnectionError):
+        await core.handle_batch(records(lines))
+    assert store.values == {} and len(core.index) == 0
+    publisher.fail = False
+    await core.handle_batch(records(lines))  # redelivered after the restart: nothing was lost
+    assert [(t.rule, t.status) for t in publisher.alerts] == [("statin_active", "open")]
+    assert set(store.values) == {"MRN-1001"} and len(core.index) == 1
+
+
+async def test_tick_failure_is_retried_on_the_next_tick() -> None:
+    core, _, publisher, clock = make_core()
+    await core.handle_batch(records(EXAMPLES.read_bytes().splitlines()))
+    before = len(publisher.alerts)
+    clock.now = NOW
+    publisher.fail = True
+    with pytest.raises(ConnectionError):
+        await core.tick()
+    publisher.fail = False
+    assert await core.tick() == 2
+    assert len(publisher.alerts) > before
+
+
+async def test_a_patient_whose_evaluation_raises_does_not_block_the_others(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    core, _, publisher, clock = make_core()
+    await core.handle_batch(records(EXAMPLES.read_bytes().splitlines()))
+    real_advance = engine.advance
+
+    def flaky(state: PatientState, now: float, config: object = None, **kw: object
+              ) -> list[AlertTransition]:
+        if state.patient_id == "MRN-1001":
+            raise ValueError("bug")
+        return real_advance(state, now)
+
+    monkeypatch.setattr(engine, "advance", flaky)
+    clock.now = NOW
+    seen = len(publisher.alerts)
+    assert await core.tick() == 1
+    assert {t.patient_id for t in publisher.alerts[seen:]} == {"MRN-2002"}
+    assert core.metrics.advance_errors._value.get() == 1
+    assert core.index.due_at("MRN-1001") is not None  # retried later
+    monkeypatch.setattr(engine, "advance", real_advance)
+    seen = len(publisher.alerts)
+    assert await core.tick() == 1
+    assert {t.patient_id for t in publisher.alerts[seen:]} == {"MRN-1001"}
+
+
+async def test_revocation_and_recovery_follow_the_partitions() -> None:
+    core, store, _, _ = make_core()
+    await core.handle_batch(records(sample_lines()))
+    by_partition: dict[int, set[str]] = defaultdict(set)
+    for patient_id, header in store.headers():
+        assert isinstance(header, StoredHeader)
+        by_partition[header.partition].add(patient_id)
+    assert len(by_partition) > 1
+    all_patients = len(core.index)
+
+    await core.on_revoked(range(PARTITIONS))
+    assert len(core.index) == 0
+
+    keep = min(by_partition)
+    store.values["garbage"] = b"not a stored state"
+    await core.on_recovered({keep})
+    assert len(core.index) == len(by_partition[keep]) < all_patients
+    assert core.partitions == {keep}
+    assert core.metrics.assigned_partitions._value.get() == 1
+    assert core.metrics.tracked_patients._value.get() == len(by_partition[keep])
+
+
+async def test_nothing_fires_before_the_first_recovery() -> None:
+    core, _, _, clock = make_core()
+    await core.handle_batch(records(EXAMPLES.read_bytes().splitlines()))
+    core.ready = False
+    clock.now = NOW
+    assert await core.tick() == 0
+    assert core.metrics.timer_runs._value.get() == 0

@@ -1,0 +1,150 @@
+"""Small tracker pieces: stored values, the due index, clocks, options, CLI helpers."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+
+from imnm_cli import stream_cmds
+from imnm_common.domain.state import PatientState
+from imnm_common.settings import Settings
+from imnm_tracker import stored
+from imnm_tracker.clock import FileClock, FixedClock, make_clock, parse_instant, wall_clock
+from imnm_tracker.due_index import DueEntry, DueIndex
+from imnm_tracker.errors import TrackerConfigError
+from imnm_tracker.options import TrackerTuning, resolve
+from imnm_tracker.worker import worker_command
+
+
+# ------------------------------------------------------------------------ stored values
+def test_stored_value_round_trip_and_header() -> None:
+    state = PatientState(patient_id="MRN-9", clock=12.5, due_at=99.0)
+    raw = stored.encode(state, 4, 99.0)
+    assert stored.peek(raw) == stored.StoredHeader(4, 99.0)
+    assert stored.decode(raw) == state
+    assert stored.peek(stored.encode(state, 0, None)) == stored.StoredHeader(0, None)
+
+
+@pytest.mark.parametrize("raw", [b"", b"{}", b"imnm-state/1 x -\n{}", b"imnm-state/1 1 -"])
+def test_foreign_values_are_refused(raw: bytes) -> None:
+    with pytest.raises(stored.StoredValueError):
+        stored.peek(raw)
+
+
+# ------------------------------------------------------------------------ due index
+def test_due_index_pops_in_time_order_and_skips_superseded() -> None:
+    index = DueIndex()
+    index.update("a", 0, 30.0)
+    index.update("b", 1, 10.0)
+    index.update("c", 2, 20.0)
+    index.update("a", 0, 5.0)  # rescheduled earlier: the 30.0 entry is stale
+    index.update("c", 2, None)  # nothing due any more
+    assert len(index) == 3
+    assert index.next_due() == 5.0
+    assert index.pop_due(25.0) == [DueEntry("a", 0, 5.0), DueEntry("b", 1, 10.0)]
+    assert index.pop_due(100.0) == []  # a's stale 30.0 is not resurrected
+    index.restore([DueEntry("b", 1, 10.0)])
+    assert index.pop_due(10.0, limit=5) == [DueEntry("b", 1, 10.0)]
+
+
+def test_due_index_drops_revoked_partitions_and_rebuilds() -> None:
+    index = DueIndex()
+    for i in range(10):
+        index.update(f"p{i}", i % 2, float(i))
+    assert index.drop_partitions([0]) == 5
+    assert [e.patient_id for e in index.pop_due(100.0)] == ["p1", "p3", "p5", "p7", "p9"]
+    assert not index.owns("p0", 0)
+    index.restore([DueEntry("p0", 0, 0.0)])  # not ours any more: ignored
+    assert index.pop_due(100.0) == []
+    index.rebuild([("x", 3, 7.0), ("y", 3, None)])
+    assert len(index) == 2 and index.pop_due(10.0) == [DueEntry("x", 3, 7.0)]
+
+
+def test_due_index_heap_stays_bounded() -> None:
+    index = DueIndex()
+    for i in range(5000):
+        index.update("same", 0, float(10_000 - i))
+    assert len(index._heap) <= 2 * 1 + 1024 + 1
+
+
+# ------------------------------------------------------------------------ clocks
+def test_parse_instant_accepts_epoch_and_rfc3339() -> None:
+    assert parse_instant("1735689600") == 1735689600.0
+    assert parse_instant(" 2025-01-01T00:00:00Z\n") == 1735689600.0
+    with pytest.raises(ValueError, match="offset"):
+        parse_instant("2025-01-01T00:00:00")
+    with pytest.raises(ValueError):
+        parse_instant("tomorrow")
+
+
+def test_file_clock_follows_the_file_and_survives_garbage(tmp_path: Path) -> None:
+    path = tmp_path / "clock"
+    path.write_text("100")
+    clock = FileClock(path)
+    assert clock() == 100.0
+    path.write_text("2025-01-01T00:00:00Z")
+    assert clock() == 1735689600.0
+    path.write_text("")  # a writer caught mid-write
+    assert clock() == 1735689600.0
+
+
+def test_make_clock_choices(tmp_path: Path) -> None:
+    assert make_clock() is wall_clock
+    fixed = make_clock(fixed_now="2025-01-01T00:00:00Z")
+    assert isinstance(fixed, FixedClock) and fixed() == 1735689600.0
+    with pytest.raises(TrackerConfigError):
+        make_clock(clock_file=str(tmp_path / "missing"))
+    with pytest.raises(TrackerConfigError):
+        make_clock(clock_file="x", fixed_now="1")
+
+
+# ------------------------------------------------------------------------ options
+def test_options_need_a_broker_and_a_known_store() -> None:
+    with pytest.raises(TrackerConfigError, match="IMNM_KAFKA_BOOTSTRAP"):
+        resolve(Settings(kafka_bootstrap=""), TrackerTuning())
+    with pytest.raises(TrackerConfigError, match="unknown store"):
+        resolve(Settings(kafka_bootstrap="h:1"), TrackerTuning(), store="redis://")
+
+
+def test_options_overrides_win(tmp_path: Path) -> None:
+    settings = Settings(kafka_bootstrap="a:1,b:2", tracker_timer_interval_seconds=60)
+    options = resolve(settings, TrackerTuning(batch_size=7), timer_interval=0.5,
+                      metrics_port=0, app_id="x", fixed_now="100")
+    assert options.broker_url == "kafka://a:1,kafka://b:2"
+    assert (options.timer_interval, options.batch_size, options.metrics_port) == (0.5, 7, 0)
+    assert options.app_id == "x" and options.clock() == 100.0
+    assert options.processing_guarantee == "at_least_once"
+
+
+def test_worker_command_is_imnm_tracker() -> None:
+    argv = worker_command(python="py", app_id="g", metrics_port=0, extra=["--fixed-now", "1"])
+    assert argv == ["py", "-m", "imnm_cli.main", "tracker", "--app-id", "g",
+                    "--metrics-port", "0", "--fixed-now", "1"]
+
+
+# ------------------------------------------------------------------------ CLI helpers
+def test_patient_key_explains_unusable_lines() -> None:
+    assert stream_cmds.patient_key(b'{"patient_id": "MRN-1", "x": 1}') == b"MRN-1"
+    for line, reason in [
+        (b"{not json", "not JSON"),
+        (b"[1]", "not a JSON object"),
+        (b'{"event_id": "e"}', "no patient_id"),
+        (b'{"patient_id": 42}', "no patient_id"),
+        (b'{"patient_id": ""}', "no patient_id"),
+    ]:
+        with pytest.raises(ValueError, match=reason):
+            stream_cmds.patient_key(line)
+
+
+def test_tracker_without_broker_exits_with_usage_error(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(stream_cmds, "get_settings", lambda: Settings(kafka_bootstrap=""))
+    args = argparse.Namespace(
+        app_id=None, bootstrap=None, timer_interval=None, store=None, data_dir=None,
+        metrics_port=None, clock_file=None, fixed_now=None, processing_guarantee=None,
+    )
+    assert stream_cmds.run_tracker(args) == stream_cmds.EXIT_USAGE
+    assert "no Kafka broker" in capsys.readouterr().err

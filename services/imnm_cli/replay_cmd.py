@@ -7,16 +7,14 @@ import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import IO
 
 import orjson
-import yaml
-from pydantic import ValidationError
 
 from imnm_common.contracts.alerts import AlertTransition
-from imnm_common.domain.config import DEFAULT_RULES_CONFIG, RulesConfig
+from imnm_common.domain.config import RulesConfig
 from imnm_common.domain.picture import ClinicalPicture
+from imnm_common.service_layer import rules_config
 from imnm_common.service_layer.replay import Replay
 
 EXIT_OK, EXIT_USAGE, EXIT_REJECTED = 0, 2, 3
@@ -64,20 +62,10 @@ def parse_now(text: str | None) -> float | None:
 
 
 def load_rules_config(path: str | None) -> RulesConfig:
-    if not path:
-        return DEFAULT_RULES_CONFIG
     try:
-        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-    except OSError as error:
-        raise UsageError(f"--rules-config: cannot read {path}: {error.strerror}") from None
-    except yaml.YAMLError as error:
-        raise UsageError(f"--rules-config: {path} is not YAML/JSON: {error}") from None
-    try:
-        return RulesConfig.model_validate(raw)
-    except ValidationError as error:
-        first = error.errors(include_url=False)[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise UsageError(f"--rules-config: {where}: {first['msg']}") from None
+        return rules_config.load_rules_config(path)
+    except rules_config.RulesConfigError as error:
+        raise UsageError(f"--rules-config: {error}") from None
 
 
 def _lines(path: str) -> Iterator[bytes]:

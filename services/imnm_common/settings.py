@@ -49,7 +49,6 @@ class Settings(BaseSettings):
     console_port: int = Field(default=8080, ge=1, le=65535)
 
     tracker_app_id: str = "imnm-tracker"
-    tracker_web_port: int = Field(default=6066, ge=1, le=65535)
     tracker_metrics_port: int = Field(default=9108, ge=1, le=65535)
     tracker_timer_interval_seconds: float = Field(default=60.0, gt=0)
     tracker_store: str = "memory://"

@@ -12,11 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-import yaml
-from pydantic import Field, ValidationError
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from imnm_common.domain.config import DEFAULT_RULES_CONFIG, RulesConfig
+from imnm_common.service_layer.rules_config import RulesConfigError, load_rules_config
 from imnm_common.settings import Settings, TopicNames
 from imnm_tracker.clock import Clock, make_clock
 from imnm_tracker.errors import TrackerConfigError
@@ -133,16 +133,7 @@ def check_store(url: str) -> None:
 
 
 def load_rules(path: str) -> RulesConfig:
-    if not path:
-        return DEFAULT_RULES_CONFIG
     try:
-        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-        return RulesConfig.model_validate(raw)
-    except OSError as error:
-        raise TrackerConfigError(f"rules config {path}: {error.strerror}") from None
-    except yaml.YAMLError as error:
-        raise TrackerConfigError(f"rules config {path} is not YAML/JSON: {error}") from None
-    except ValidationError as error:
-        first = error.errors(include_url=False)[0]
-        where = ".".join(str(part) for part in first["loc"])
-        raise TrackerConfigError(f"rules config {path}: {where}: {first['msg']}") from None
+        return load_rules_config(path)
+    except RulesConfigError as error:
+        raise TrackerConfigError(f"rules config: {error}") from None

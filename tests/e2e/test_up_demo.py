@@ -52,7 +52,6 @@ def test_up_demo_brings_up_the_suite_and_alerts_flow(tmp_path: Path) -> None:
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("IMNM_")},
         "IMNM_TRACKER_METRICS_PORT": str(metrics_port),
-        "IMNM_TRACKER_WEB_PORT": str(free_port()),
         "IMNM_TRACKER_DATA_DIR": str(tmp_path / "tracker"),
         "IMNM_TRACKER_TIMER_INTERVAL_SECONDS": "2",
         "IMNM_TRACKER_APP_ID": f"imnm-e2e-{os.getpid()}",

@@ -11,7 +11,13 @@ class DeadLetter(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
     reason: str = Field(description="Why it was rejected, naming the field.")
-    reason_code: str = Field(description="Short category, also the metrics label.")
+    reason_code: str = Field(
+        description="Short category, also the metrics label: bad_json, not_an_object, "
+        "missing_field, unknown_event_type, bad_timestamp, schema_violation, out_of_range, "
+        "invalid_value, implausible_value (events.v1 validation), key_mismatch (message key "
+        "missing or not the event's patient_id), processing_error (an unexpected failure while "
+        "applying a valid event; the patient's state is left as before the message)."
+    )
     payload: str = Field(description="The original message value (UTF-8, or base64).")
     payload_encoding: Literal["utf-8", "base64"] = "utf-8"
     key: str | None = None

@@ -16,12 +16,15 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
 
 from imnm_common.settings import Settings, get_settings
 
 log = logging.getLogger("imnm.up")
+LOG_DIR = Path(".imnm-data") / "logs"
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -41,6 +44,8 @@ class Child:
 
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    # Leader elections of freshly created topics make aiokafka retry noisily; it recovers.
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     settings = get_settings()
     def on_signal(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
@@ -68,10 +73,8 @@ def run(args: argparse.Namespace) -> int:
                 f"http://{settings.console_host}:{settings.console_port}",
             ))
         _print_endpoints(bootstrap, settings, children, broker.pid if broker else None)
-        if args.demo:
-            asyncio.run(_demo(bootstrap, settings, args.demo_patients, children))
-        else:
-            _wait(children)
+        asyncio.run(_supervise(bootstrap, settings, children,
+                               args.demo_patients if args.demo else None))
     except KeyboardInterrupt:
         print("\nstopping ...", flush=True)
     except Exception as error:
@@ -94,8 +97,13 @@ async def _create_topics(bootstrap: str, settings: Settings) -> None:
 
 
 def _spawn(name: str, argv: list[str], env: dict[str, str], where: str) -> Child:
-    process = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, start_new_session=True)
-    return Child(name, process, where)
+    # Service logs go to files so the terminal shows what a user came for: the alerts.
+    LOG_DIR.mkdir(parents=True, exist_ok=True)
+    log_path = LOG_DIR / f"{name}.log"
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=log,
+                                   stderr=subprocess.STDOUT, start_new_session=True)
+    return Child(name, process, f"{where}  log {log_path}")
 
 
 def _print_endpoints(bootstrap: str, settings: Settings, children: list[Child],
@@ -107,20 +115,49 @@ def _print_endpoints(bootstrap: str, settings: Settings, children: list[Child],
     print(f"  topics     in {t.events}  out {t.alerts}  dead letters {t.deadletter}")
     for child in children:
         print(f"  {child.name:<10} pid {child.process.pid}  {child.where}")
-    print("  follow     imnm tail   (alert transitions as they arrive)")
-    print("Press Ctrl-C to stop.\n", flush=True)
+    print("  also       imnm tail (alert.v1 JSON), imnm tail --dead-letters")
+    print("Alert transitions follow as they arrive. Press Ctrl-C to stop.\n", flush=True)
 
 
-def _wait(children: list[Child]) -> None:
-    while True:
-        for child in children:
-            code = child.process.poll()
-            if code is not None:
-                raise RuntimeError(f"{child.name} exited with status {code}")
-        time.sleep(0.5)
+async def _supervise(bootstrap: str, settings: Settings, children: list[Child],
+                     demo_patients: int | None) -> None:
+    """Print alert transitions as they arrive; run the demo source; stop if a child dies."""
+    tasks = [asyncio.create_task(_print_alerts(bootstrap, settings.topics.alerts))]
+    if demo_patients is not None:
+        tasks.append(asyncio.create_task(_demo(bootstrap, settings, demo_patients)))
+    try:
+        while True:
+            for child in children:
+                code = child.process.poll()
+                if code is not None:
+                    raise RuntimeError(f"{child.name} exited with status {code}; see its log")
+            for task in tasks:
+                if task.done():
+                    task.result()  # re-raise what stopped it
+            await asyncio.sleep(0.5)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
-async def _demo(bootstrap: str, settings: Settings, patients: int, children: list[Child]) -> None:
+async def _print_alerts(bootstrap: str, topic: str) -> None:
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None,
+                                auto_offset_reset="earliest", isolation_level="read_committed")
+    await consumer.start()
+    try:
+        async for record in consumer:
+            alert = orjson.loads(record.value)
+            when = alert["resolved_at"] or alert["raised_at"]
+            print(f"{when[:16]}  {alert['status']:<8} {alert['severity']:<8} "
+                  f"{alert['patient_id']:<12} {alert['summary']}", flush=True)
+    finally:
+        await consumer.stop()
+
+
+async def _demo(bootstrap: str, settings: Settings, patients: int) -> None:
     from aiokafka import AIOKafkaProducer
 
     from imnm_demo.live import run_demo
@@ -131,15 +168,7 @@ async def _demo(bootstrap: str, settings: Settings, patients: int, children: lis
         async def send(key: str, value: bytes) -> None:
             await producer.send(settings.topics.events, value=value, key=key.encode())
 
-        demo = asyncio.create_task(run_demo(send, patients=patients))
-        while not demo.done():
-            for child in children:
-                code = child.process.poll()
-                if code is not None:
-                    demo.cancel()
-                    raise RuntimeError(f"{child.name} exited with status {code}")
-            await asyncio.sleep(0.5)
-        demo.result()
+        await run_demo(send, patients=patients)
     finally:
         await producer.stop()
 

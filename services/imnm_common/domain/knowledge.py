@@ -168,9 +168,6 @@ class Recognition:
     counts_after_last_dose_days: int | None
     systemic: bool
 
-    def is_(self, cls: DrugClass) -> bool:
-        return cls in self.classes
-
 
 def _normalise(text: str) -> str:
     return " ".join(re.sub(r"[^a-z0-9]+", " ", text.lower()).split())

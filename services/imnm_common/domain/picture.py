@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 from imnm_common.domain.knowledge import DrugClass
-from imnm_common.domain.state import DAY, MedicationOrder, PatientState, TaperPhase
+from imnm_common.domain.state import DAY, DOSED_STATUSES, MedicationOrder, PatientState, TaperPhase
 
 DoseStep = tuple[float, float]  # (from time, prednisone-equivalent mg/day from then on)
 _EPSILON_MG = 1e-6
@@ -106,7 +106,7 @@ def therapy_intervals(order: MedicationOrder, until: float) -> list[tuple[float,
         elif not version.in_force and run_start is not None:
             spans.append((run_start, version.at))
             run_start = None
-        if order.counts_after_last_dose_days and version.status in {"active", "completed"}:
+        if order.counts_after_last_dose_days and version.status in DOSED_STATUSES:
             spans.append((version.at, version.at + order.counts_after_last_dose_days * DAY))
     if run_start is not None:
         spans.append((run_start, float("inf")))

@@ -64,27 +64,6 @@ class MedicationOrder:
         version = self.version_at(at)
         return version is not None and version.in_force
 
-    def counts_as_therapy_at(self, at: float) -> bool:
-        """In force, or (IVIG, rituximab) within the window after the last dosed version."""
-        version = self.version_at(at)
-        if version is None:
-            return False
-        if version.in_force:
-            return True
-        if self.counts_after_last_dose_days is None or version.status == "entered-in-error":
-            return False
-        last_dosed = self.last_dosed_before(at)
-        return last_dosed is not None and at < last_dosed + self.counts_after_last_dose_days * DAY
-
-    def last_dosed_before(self, at: float) -> float | None:
-        last = None
-        for version in self.versions:
-            if version.at > at:
-                break
-            if version.status in DOSED_STATUSES:
-                last = version.at
-        return last
-
     def in_force_since(self, at: float) -> float | None:
         """Start of the in-force run that contains ``at`` (None when not in force)."""
         since = None

@@ -20,7 +20,7 @@ from imnm_tracker.worker import worker_command
 
 # ------------------------------------------------------------------------ stored values
 def test_stored_value_round_trip_and_header() -> None:
-    state = PatientState(patient_id="MRN-9", clock=12.5, due_at=99.0)
+    state = PatientState(patient_id="MRN-9", clock=12.5, rule_due={"ck_monitoring_overdue": 99.0})
     raw = stored.encode(state, 4, 99.0)
     assert stored.peek(raw) == stored.StoredHeader(4, 99.0)
     assert stored.decode(raw) == state

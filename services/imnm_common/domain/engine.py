@@ -9,6 +9,9 @@ Time handling, in one place:
 - Time-based rules become due at instants the rules compute (day 28 of a course, CK overdue...);
   ``next_due`` returns the earliest, and ``advance`` fires them in time order with the due time as
   the alert's ``raised_at``. Evaluation times only move forward.
+- Only what can have changed is judged: each rule keeps its own next due time, and an event
+  marks dirty just the rules that read it (a CK result: CK monitoring and relapse risk). A rule
+  neither due nor dirty has the same findings as when it was last judged.
 """
 
 from __future__ import annotations
@@ -43,6 +46,32 @@ from imnm_common.domain.state import (
 
 IMMEDIATE_RULES = tuple(name for name, (info, _) in RULES.items() if info.immediate)
 ALL_RULES = tuple(RULES)
+# Which rules an event can change: a creatine kinase result cannot change a statin finding, so
+# it re-judges only the rules that read it. Orders and diagnoses can change anything.
+_RULES_READING_CK = ("ck_monitoring_overdue", "taper_relapse_risk")
+_RULES_READING_MMT8 = ("muscle_assessment_overdue", "taper_relapse_risk")
+_RULES_READING_TACROLIMUS = ("tacrolimus_trough_out_of_range",)
+_RULES_READING_ORDERS_OF = {
+    "statin": ("statin_active",),
+    "pjp_prophylaxis": ("pjp_prophylaxis_missing",),
+    "calcium": ("calcium_vitamin_d_missing",),
+    "vitamin_d": ("calcium_vitamin_d_missing",),
+    "bone_protection": ("bone_protection_review",),
+    "steroid_sparing": ("steroid_sparing_agent_missing", "methotrexate_daily_dosing",
+                        "ck_monitoring_overdue", "muscle_assessment_overdue",
+                        "taper_relapse_risk"),
+    "glucocorticoid": tuple(
+        name for name in RULES
+        if name not in ("statin_active", "methotrexate_daily_dosing",
+                        "tacrolimus_trough_out_of_range")
+    ),
+}
+# Rules that read the treatment phase, which also moves when an IVIG/rituximab window closes
+# or a bridged glucocorticoid gap ends (the picture's change points).
+_PHASE_DEPENDENT = frozenset(
+    {"steroid_sparing_agent_missing", "ck_monitoring_overdue", "muscle_assessment_overdue",
+     "taper_relapse_risk"}
+)
 TRACKED_CONDITION = "imnm"
 
 
@@ -95,9 +124,30 @@ def apply(
     if stale:
         return ApplyOutcome(stale=True)
     state.pending_at = state.clock
+    _mark_dirty(state, _rules_read_by(state, event))
     if not _may_change_immediate_rules(state, event):
         return ApplyOutcome()
     return ApplyOutcome(_reconcile(state, _judge_time(state), config, IMMEDIATE_RULES))
+
+
+def _rules_read_by(state: PatientState, event: CanonicalEvent) -> tuple[str, ...]:
+    if isinstance(event, MedicationOrderEvent):
+        classes = state.orders[event.order_id].classes
+        return tuple({name for cls in classes for name in _RULES_READING_ORDERS_OF[cls]})
+    if isinstance(event, LabResultEvent):
+        if event.loinc == knowledge.LOINC_CREATINE_KINASE:
+            return _RULES_READING_CK
+        if event.loinc in knowledge.LOINC_TACROLIMUS:
+            return _RULES_READING_TACROLIMUS
+        return ()  # antibodies only change wording
+    if isinstance(event, MuscleAssessmentEvent):
+        return _RULES_READING_MMT8
+    return ALL_RULES
+
+
+def _mark_dirty(state: PatientState, rules: tuple[str, ...]) -> None:
+    if rules and not set(rules) <= set(state.dirty_rules):
+        state.dirty_rules = sorted(set(state.dirty_rules) | set(rules))
 
 
 def _may_change_immediate_rules(state: PatientState, event: CanonicalEvent) -> bool:
@@ -253,7 +303,7 @@ def _judge_time(state: PatientState) -> float:
 
 def next_due(state: PatientState) -> float | None:
     """Earliest instant at which ``advance`` has something to judge."""
-    candidates = [state.due_at] if state.due_at is not None else []
+    candidates = [min(state.rule_due.values())] if state.rule_due else []
     if state.pending_at is not None:
         candidates.append(_judge_time(state))
     return min(candidates, default=None)
@@ -276,10 +326,17 @@ def advance(
 
 
 def _evaluate(state: PatientState, at: float, config: RulesConfig) -> list[AlertTransition]:
-    transitions = _reconcile(state, at, config, ALL_RULES, full=True)
+    """Judge the rules due by ``at`` and, when the pending instant closes, those its events
+    touched; every other rule's findings cannot have changed since it was last judged."""
+    closing = state.pending_at is not None and state.pending_at <= at
+    names = {name for name, due in state.rule_due.items() if due <= at}
+    if closing:
+        names.update(state.dirty_rules)
+    transitions = _reconcile(state, at, config, [n for n in ALL_RULES if n in names], full=True)
     state.evaluated_at = at
-    if state.pending_at is not None and state.pending_at <= at:
+    if closing:
         state.pending_at = None
+        state.dirty_rules = []
     return transitions
 
 
@@ -297,12 +354,23 @@ def _reconcile(
     ctx = RuleContext(picture, config, tracked_since=diagnosis.at if diagnosis else at)
     findings: dict[str, Finding] = {}
     names = list(rule_names)
-    if tracked:
-        for name in names:
-            if getattr(config, name).enabled:
-                for finding in RULES[name][1](ctx):
-                    findings[finding.slot] = finding
-        picture.note_change_points()
+    phase_changes: list[float] | None = None
+    for name in names:
+        ctx.candidates = []
+        if tracked and getattr(config, name).enabled:
+            for finding in RULES[name][1](ctx):
+                findings[finding.slot] = finding
+            if name in _PHASE_DEPENDENT:
+                if phase_changes is None:
+                    picture.note_change_points()
+                    phase_changes = picture.change_points
+                ctx.candidates.extend(phase_changes)
+        if full:
+            future = [t for t in ctx.candidates if t > at]
+            if future:
+                state.rule_due[name] = min(future)
+            else:
+                state.rule_due.pop(name, None)
     transitions: list[AlertTransition] = []
     for slot, alert in list(state.open_alerts.items()):
         if alert.rule in names and slot not in findings:
@@ -329,9 +397,6 @@ def _reconcile(
         )
         state.open_alerts[slot] = alert
         transitions.append(_opened(state.patient_id, alert, finding))
-    if full:
-        future = [t for t in ctx.candidates + picture.change_points if t > at]
-        state.due_at = min(future, default=None)
     return transitions
 
 

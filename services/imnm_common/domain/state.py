@@ -127,7 +127,8 @@ class PatientState:
     clock: float | None = None  # latest occurred_at applied
     evaluated_at: float | None = None  # last full evaluation
     pending_at: float | None = None  # an instant whose dose-based rules are not judged yet
-    due_at: float | None = None  # next time-based re-evaluation computed by the rules
+    rule_due: dict[str, float] = field(default_factory=dict)  # rule -> its next change time
+    dirty_rules: list[str] = field(default_factory=list)  # touched by events not judged yet
     # Derived from ``orders`` and rebuilt on demand; never serialised, never compared.
     derived: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
@@ -164,7 +165,9 @@ class PatientState:
              for slot, a in self.open_alerts.items()},
             self.last_resolved,
             self.seen_event_ids,
-            [self.clock, self.evaluated_at, self.pending_at, self.due_at],
+            [self.clock, self.evaluated_at, self.pending_at],
+            self.rule_due,
+            self.dirty_rules,
         ])
 
     @classmethod
@@ -175,7 +178,7 @@ class PatientState:
         if raw[0] != _FORMAT:
             raise ValueError(f"unknown PatientState format {raw[0]!r}")
         (_, patient_id, diagnosis, antibody, statin_associated, orders, cks, troughs, scores,
-         alerts, last_resolved, seen, times) = raw
+         alerts, last_resolved, seen, times, rule_due, dirty_rules) = raw
         return cls(
             patient_id=patient_id,
             diagnosis=Diagnosis(*diagnosis) if diagnosis else None,
@@ -195,7 +198,8 @@ class PatientState:
             clock=times[0],
             evaluated_at=times[1],
             pending_at=times[2],
-            due_at=times[3],
+            rule_due=rule_due,
+            dirty_rules=dirty_rules,
         )
 
     @classmethod
@@ -226,7 +230,8 @@ class PatientState:
             clock=raw.get("clock"),
             evaluated_at=raw.get("evaluated_at"),
             pending_at=raw.get("pending_at"),
-            due_at=raw.get("due_at"),
+            rule_due=dict(raw.get("rule_due", {})),
+            dirty_rules=list(raw.get("dirty_rules", [])),
         )
 
     def tracked_at(self, at: float) -> bool:
@@ -246,4 +251,4 @@ class PatientState:
 
 
 DAY = 86_400.0
-_FORMAT = 2
+_FORMAT = 3

@@ -97,7 +97,7 @@ class RulesConfig(BaseModel):
     methotrexate_daily_dosing: MethotrexateDailyConfig = MethotrexateDailyConfig()
     tacrolimus_trough_out_of_range: TacrolimusTroughConfig = TacrolimusTroughConfig()
     pulse_threshold_mg_per_day: float = Field(default=250.0, gt=0)
-    seen_event_ids_kept: int = Field(default=32, ge=0)
+    seen_event_ids_kept: int = Field(default=16, ge=0)
     lab_history_days: float = Field(default=400.0, gt=0)
 
 

@@ -31,6 +31,7 @@ from imnm_common.contracts.events import (
 )
 from imnm_common.domain import knowledge
 from imnm_common.domain.config import DEFAULT_RULES_CONFIG, RulesConfig
+from imnm_common.domain.knowledge import DrugClass
 from imnm_common.domain.picture import ClinicalPicture
 from imnm_common.domain.rules import RULES, Finding, RuleContext
 from imnm_common.domain.state import (
@@ -175,6 +176,9 @@ def _record_order(state: PatientState, event: MedicationOrderEvent, at: float) -
     order = state.orders.get(event.order_id)
     if order is not None and at < order.latest.at:
         return False  # "latest occurred_at wins": an older version never changes state
+    # Only statin and methotrexate alerts quote the order's agents, name and dose: others do
+    # not carry that text in the state, which every table write copies.
+    quoted = DrugClass.STATIN in recognition.classes or "methotrexate" in recognition.agents
     mg_per_day = None
     if recognition.prednisone_factor is not None and event.dose is not None:
         dose_mg = knowledge.mass_in_mg(event.dose.value, event.dose.unit)
@@ -191,14 +195,14 @@ def _record_order(state: PatientState, event: MedicationOrderEvent, at: float) -
         event_id=event.event_id,
         prednisone_equivalent_mg_per_day=mg_per_day,
         period_days=_administration_period_days(event),
-        dose_text=_dose_text(event),
+        dose_text=_dose_text(event) if quoted else "",
     )
     if order is None:
         order = MedicationOrder(
             order_id=event.order_id,
             classes=sorted(c.value for c in recognition.classes),
-            agents=list(recognition.agents),
-            label=med.name or (recognition.agents[0] if recognition.agents else "medication"),
+            agents=list(recognition.agents) if quoted else [],
+            label=(med.name or recognition.agents[0]) if quoted else "",
             counts_after_last_dose_days=recognition.counts_after_last_dose_days,
         )
         state.orders[event.order_id] = order

@@ -144,29 +144,30 @@ class PatientState:
     # --- serialisation: positional arrays, because field names would dominate the bytes ---
     def to_bytes(self) -> bytes:
         d = self.diagnosis
+        t = _compact_time
         return orjson.dumps([
             _FORMAT,
             self.patient_id,
-            [d.at, d.status, d.event_id] if d else None,
+            [t(d.at), d.status, d.event_id] if d else None,
             self.antibody,
             self.statin_associated,
             [
                 [o.order_id, o.classes, o.agents, o.label, o.counts_after_last_dose_days,
-                 [[v.at, v.status, v.event_id, v.prednisone_equivalent_mg_per_day,
+                 [[t(v.at), v.status, v.event_id, v.prednisone_equivalent_mg_per_day,
                    v.period_days, v.dose_text] for v in o.versions]]
                 for o in self.orders.values()
             ],
-            [[r.at, r.value, r.event_id, r.result_id, r.reference_high]
+            [[t(r.at), r.value, r.event_id, r.result_id, r.reference_high]
              for r in self.creatine_kinase],
-            [[r.at, r.value, r.event_id, r.result_id, r.reference_high]
+            [[t(r.at), r.value, r.event_id, r.result_id, r.reference_high]
              for r in self.tacrolimus_troughs],
-            [[m.at, m.score, m.event_id] for m in self.mmt8_scores],
-            {slot: [a.alert_id, a.rule, a.raised_at, a.summary, a.evidence]
+            [[t(m.at), m.score, m.event_id] for m in self.mmt8_scores],
+            {slot: [a.alert_id, a.rule, t(a.raised_at), a.summary, a.evidence]
              for slot, a in self.open_alerts.items()},
             self.last_resolved,
             self.seen_event_ids,
             [self.clock, self.evaluated_at, self.pending_at],
-            self.rule_due,
+            {rule: t(due) for rule, due in self.rule_due.items()},
             self.dirty_rules,
         ])
 
@@ -252,3 +253,9 @@ class PatientState:
 
 DAY = 86_400.0
 _FORMAT = 3
+
+
+def _compact_time(ts: float) -> float | int:
+    """Whole seconds serialise without the ".0" (clinical times rarely carry fractions)."""
+    whole = int(ts)
+    return whole if whole == ts else ts

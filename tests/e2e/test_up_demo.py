@@ -7,7 +7,6 @@ import asyncio
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,15 +17,10 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer
 
+from imnm_tracker.testing import free_port
+
 pytestmark = pytest.mark.integration
 EMBEDDED_BROKER = re.compile(r"kafka\s+(127\.0\.0\.1:\d+) \(embedded local broker, pid (\d+)")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 async def first_alerts(bootstrap: str, topic: str, want: int, timeout: float) -> list[dict]:

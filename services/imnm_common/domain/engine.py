@@ -125,10 +125,12 @@ def apply(
     if stale:
         return ApplyOutcome(stale=True)
     state.pending_at = state.clock
-    _mark_dirty(state, _rules_read_by(state, event))
-    if not _may_change_immediate_rules(state, event):
-        return ApplyOutcome()
-    return ApplyOutcome(_reconcile(state, _judge_time(state), config, IMMEDIATE_RULES))
+    rules = _rules_read_by(state, event)
+    _mark_dirty(state, rules)
+    immediate = [name for name in IMMEDIATE_RULES if name in rules]
+    if not immediate:
+        return ApplyOutcome()  # a CK or MMT-8 result cannot change a statin finding
+    return ApplyOutcome(_reconcile(state, _judge_time(state), config, immediate))
 
 
 def _rules_read_by(state: PatientState, event: CanonicalEvent) -> tuple[str, ...]:
@@ -149,19 +151,6 @@ def _rules_read_by(state: PatientState, event: CanonicalEvent) -> tuple[str, ...
 def _mark_dirty(state: PatientState, rules: tuple[str, ...]) -> None:
     if rules and not set(rules) <= set(state.dirty_rules):
         state.dirty_rules = sorted(set(state.dirty_rules) | set(rules))
-
-
-def _may_change_immediate_rules(state: PatientState, event: CanonicalEvent) -> bool:
-    """Statin, methotrexate and tacrolimus findings depend only on these events; skipping the
-    rest keeps a CK or MMT-8 result from paying for a rule run it cannot affect."""
-    if isinstance(event, DiagnosisEvent):
-        return True
-    if isinstance(event, MedicationOrderEvent):
-        order = state.orders[event.order_id]
-        return "statin" in order.classes or "methotrexate" in order.agents
-    if isinstance(event, LabResultEvent):
-        return event.loinc in knowledge.LOINC_TACROLIMUS
-    return False
 
 
 def _remember(state: PatientState, event_id: str, keep: int) -> None:

@@ -174,10 +174,8 @@ class PatientState:
     @classmethod
     def from_bytes(cls, data: bytes | str) -> PatientState:
         raw = orjson.loads(data)
-        if isinstance(raw, dict):
-            return cls.from_dict(raw)  # the first, named-field format
-        if raw[0] != _FORMAT:
-            raise ValueError(f"unknown PatientState format {raw[0]!r}")
+        if not isinstance(raw, list) or not raw or raw[0] != _FORMAT:
+            raise ValueError(f"not a PatientState in format {_FORMAT}")
         (_, patient_id, diagnosis, antibody, statin_associated, orders, cks, troughs, scores,
          alerts, last_resolved, seen, times, rule_due, dirty_rules) = raw
         return cls(
@@ -201,38 +199,6 @@ class PatientState:
             pending_at=times[2],
             rule_due=rule_due,
             dirty_rules=dirty_rules,
-        )
-
-    @classmethod
-    def from_dict(cls, raw: dict[str, Any]) -> PatientState:
-        diagnosis = raw.get("diagnosis")
-        return cls(
-            patient_id=raw["patient_id"],
-            diagnosis=Diagnosis(**diagnosis) if diagnosis else None,
-            antibody=raw.get("antibody"),
-            statin_associated=raw.get("statin_associated"),
-            orders={
-                key: MedicationOrder(
-                    order_id=o["order_id"],
-                    classes=o["classes"],
-                    agents=o["agents"],
-                    label=o["label"],
-                    counts_after_last_dose_days=o["counts_after_last_dose_days"],
-                    versions=[OrderVersion(**v) for v in o["versions"]],
-                )
-                for key, o in raw.get("orders", {}).items()
-            },
-            creatine_kinase=[LabValue(**v) for v in raw.get("creatine_kinase", [])],
-            tacrolimus_troughs=[LabValue(**v) for v in raw.get("tacrolimus_troughs", [])],
-            mmt8_scores=[MuscleScore(**v) for v in raw.get("mmt8_scores", [])],
-            open_alerts={k: OpenAlert(**v) for k, v in raw.get("open_alerts", {}).items()},
-            last_resolved=dict(raw.get("last_resolved", {})),
-            seen_event_ids=list(raw.get("seen_event_ids", [])),
-            clock=raw.get("clock"),
-            evaluated_at=raw.get("evaluated_at"),
-            pending_at=raw.get("pending_at"),
-            rule_due=dict(raw.get("rule_due", {})),
-            dirty_rules=list(raw.get("dirty_rules", [])),
         )
 
     def tracked_at(self, at: float) -> bool:

@@ -72,6 +72,9 @@ async def test_the_remaining_worker_takes_over_and_fires_pending_alerts(
         lambda: one.metric("imnm_tracker_assigned_partitions") == cluster.partitions
         and one.metric("imnm_tracker_tracked_patients") == len(patients),
         "w1 owning every partition and patient",
+        # A rebalance can wait out faust's 60 s rebalance timeout for a member that is busy
+        # rejoining; seen about once in five full-suite runs on 2 cores.
+        timeout=150.0,
     )
 
     cluster.set_clock(NOW)

@@ -32,7 +32,7 @@ from imnm_common.contracts.events import (
 from imnm_common.domain import knowledge
 from imnm_common.domain.config import DEFAULT_RULES_CONFIG, RulesConfig
 from imnm_common.domain.knowledge import DrugClass
-from imnm_common.domain.picture import ClinicalPicture
+from imnm_common.domain.picture import order_recorded, picture_at
 from imnm_common.domain.rules import RULES, Finding, RuleContext
 from imnm_common.domain.state import (
     DAY,
@@ -113,7 +113,8 @@ def apply(
     stale = False
     if isinstance(event, MedicationOrderEvent):
         stale = not _record_order(state, event, at)
-        state.orders_changed()
+        if not stale:
+            order_recorded(state, state.orders[event.order_id], at)
     elif isinstance(event, LabResultEvent):
         _record_lab(state, event, at, config)
     elif isinstance(event, MuscleAssessmentEvent):
@@ -341,23 +342,19 @@ def _reconcile(
     *,
     full: bool = False,
 ) -> list[AlertTransition]:
-    picture = ClinicalPicture(state, at, config.pulse_threshold_mg_per_day)
+    picture = picture_at(state, at, config.pulse_threshold_mg_per_day)
     tracked = state.tracked_at(at)
     diagnosis = state.diagnosis
     ctx = RuleContext(picture, config, tracked_since=diagnosis.at if diagnosis else at)
     findings: dict[str, Finding] = {}
     names = list(rule_names)
-    phase_changes: list[float] | None = None
     for name in names:
         ctx.candidates = []
         if tracked and getattr(config, name).enabled:
             for finding in RULES[name][1](ctx):
                 findings[finding.slot] = finding
             if name in _PHASE_DEPENDENT:
-                if phase_changes is None:
-                    picture.note_change_points()
-                    phase_changes = picture.change_points
-                ctx.candidates.extend(phase_changes)
+                ctx.candidates.extend(picture.change_points)
         if full:
             future = [t for t in ctx.candidates if t > at]
             if future:

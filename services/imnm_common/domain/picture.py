@@ -6,12 +6,40 @@ same-instant stop-and-replace can never leave a stale course peak or phase behin
 
 from __future__ import annotations
 
+from bisect import bisect_right, insort
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from functools import cached_property
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar, overload
 
 from imnm_common.domain.knowledge import DrugClass
 from imnm_common.domain.state import DAY, DOSED_STATUSES, MedicationOrder, PatientState, TaperPhase
+
+T = TypeVar("T")
+
+
+class cached_value(Generic[T]):
+    """``functools.cached_property`` without its per-instance lock (Python 3.11 takes one on
+    every first access; a picture is never shared between threads)."""
+
+    def __init__(self, compute: Callable[[Any], T]) -> None:
+        self.compute = compute
+        self.name = compute.__name__
+        self.__doc__ = compute.__doc__
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, instance: None, owner: type) -> cached_value[T]: ...
+    @overload
+    def __get__(self, instance: object, owner: type) -> T: ...
+    def __get__(self, instance: object | None, owner: type) -> T | cached_value[T]:
+        if instance is None:
+            return self
+        value = self.compute(instance)
+        instance.__dict__[self.name] = value  # found before this descriptor from now on
+        return value
+
 
 DoseStep = tuple[float, float]  # (from time, prednisone-equivalent mg/day from then on)
 _EPSILON_MG = 1e-6
@@ -30,6 +58,61 @@ def dose_steps(state: PatientState, until: float) -> list[DoseStep]:
         state.derived["steps"] = (latest, steps)  # shared: callers treat steps as read-only
         return steps
     return _dose_steps(orders, until)
+
+
+def order_recorded(state: PatientState, order: MedicationOrder, at: float) -> None:
+    """Keep what is derived from the order history true after ``order`` got a version at ``at``.
+
+    Derived values (in ``state.derived``): "by_class" orders per drug class, "steps" the dose step
+    function with the latest glucocorticoid version time it covers, "intervals" therapy intervals
+    per order, "treatment_spans", "latest_version_at", "instants" and "picture" (picture_at).
+    A version at or after every earlier one (the usual, in-order case) only appends to the dose
+    steps; a late version rebuilds them.
+    """
+    derived = state.derived
+    if len(order.versions) == 1:
+        derived.pop("by_class", None)  # possibly a new order
+    derived.pop("picture", None)
+    intervals = derived.get("intervals")
+    if intervals is not None:
+        intervals.pop(order.order_id, None)
+    latest = derived.get("latest_version_at")
+    in_order = latest is not None and at >= latest
+    if latest is not None:
+        derived["latest_version_at"] = max(latest, at)
+    instants = derived.get("instants")
+    if instants is not None and in_order:
+        # A superset is still correct (an extra instant only splits a segment): add what the
+        # new version can introduce rather than rebuild the list.
+        for bounds in therapy_intervals(order, at):
+            for instant in bounds:
+                if instant != float("inf"):
+                    insort(instants, instant)
+        insort(instants, at)
+    elif instants is not None:
+        del derived["instants"]
+    if DrugClass.GLUCOCORTICOID in order.classes or DrugClass.STEROID_SPARING in order.classes:
+        derived.pop("treatment_spans", None)
+    if DrugClass.GLUCOCORTICOID not in order.classes:
+        return
+    cached = derived.get("steps")
+    if cached is None:
+        return
+    covered, steps = cached
+    if at < covered:
+        del derived["steps"]
+        return
+    steps = [step for step in steps if step[0] < at]  # a new list: pictures may hold the old
+    total = 0.0
+    for gc_order in state.orders_of(DrugClass.GLUCOCORTICOID):
+        version = gc_order.latest  # at or before ``at``: nothing is later
+        if version.in_force:
+            total += version.prednisone_equivalent_mg_per_day or 0.0
+    if not steps or abs(steps[-1][1] - total) > _EPSILON_MG:
+        steps.append((at, total))
+    derived["steps"] = (at, steps)
+    if instants is not None and in_order and total <= _EPSILON_MG:
+        insort(instants, at + DAY)  # see _instants_of_change: a recent stop
 
 
 def _dose_steps(orders: list[MedicationOrder], until: float) -> list[DoseStep]:
@@ -113,31 +196,88 @@ def therapy_intervals(order: MedicationOrder, until: float) -> list[tuple[float,
     return merge_intervals(spans)
 
 
+def picture_at(state: PatientState, at: float, pulse_threshold: float) -> ClinicalPicture:
+    """The picture at ``at``, reusing what was derived for an earlier instant of the same segment.
+
+    The picture is a step function of time: every derived value changes only at an order version,
+    a dose step, the end of a bridged gap or of a post-dose window (``_instants_of_change``).
+    Between two such instants it is the same picture, so the rules judged at every lab result of
+    a quiet month share one derivation. Only when no order version lies after ``at`` (a late
+    event sees a truncated history, derived afresh).
+    """
+    picture = ClinicalPicture(state, at, pulse_threshold)
+    derived = state.derived
+    latest = derived.get("latest_version_at")
+    if latest is None:
+        latest = _latest_version_at(state)
+    if at < latest:
+        return picture
+    memo = derived.get("picture")
+    if memo is not None:
+        start, end, threshold, previous = memo
+        if start <= at < end and threshold == pulse_threshold:
+            # cached values live in the instance dict; the fields are set anew.
+            for name, value in previous.__dict__.items():
+                if name not in _PICTURE_FIELDS:
+                    picture.__dict__[name] = value
+            derived["picture"] = (start, end, threshold, picture)
+            return picture
+    instants = derived.get("instants")
+    if instants is None:
+        instants = derived["instants"] = _instants_of_change(state, picture)
+    index = bisect_right(instants, at)
+    start = instants[index - 1] if index else float("-inf")
+    end = instants[index] if index < len(instants) else float("inf")
+    derived["picture"] = (start, end, pulse_threshold, picture)
+    return picture
+
+
+def _latest_version_at(state: PatientState) -> float:
+    latest = max((o.latest.at for o in state.orders.values()), default=float("-inf"))
+    state.derived["latest_version_at"] = latest
+    return latest
+
+
+def _instants_of_change(state: PatientState, picture: ClinicalPicture) -> list[float]:
+    """Every instant at which a picture derived from the complete order history can change."""
+    instants: set[float] = set()
+    for order in state.orders.values():
+        instants.update(v.at for v in order.versions)
+        for start, end in picture.intervals(order):
+            instants.add(start)
+            instants.add(end)
+    for start, mg_per_day in picture.steps:
+        instants.add(start)
+        if mg_per_day <= _EPSILON_MG:
+            instants.add(start + DAY)  # a stop is "recent" for one bridged gap (max_gap)
+    instants.discard(float("inf"))
+    return sorted(instants)
+
+
 @dataclass
 class ClinicalPicture:
     state: PatientState
     at: float
     pulse_threshold: float
     max_gap: float = DAY
-    change_points: list[float] = field(default_factory=list)  # future times the phase may change
 
-    @cached_property
+    @cached_value
     def steps(self) -> list[DoseStep]:
         return dose_steps(self.state, self.at)
 
-    @cached_property
+    @cached_value
     def prednisone_equivalent_mg_per_day(self) -> float:
         return dose_at(self.steps, self.at)
 
     def is_pulse(self, mg: float) -> bool:
         return mg >= self.pulse_threshold
 
-    @cached_property
+    @cached_value
     def course_start(self) -> float | None:
         """Start of the current glucocorticoid course (dose > 0, short gaps bridged)."""
         return bridged_run_start(self.steps, lambda mg: mg > _EPSILON_MG, self.at, self.max_gap)
 
-    @cached_property
+    @cached_value
     def recently_stopped_at(self) -> float | None:
         """When the dose fell to zero, if that was less than ``max_gap`` ago (still one course)."""
         if self.prednisone_equivalent_mg_per_day > _EPSILON_MG or not self.steps:
@@ -158,7 +298,7 @@ class ClinicalPicture:
             return []
         return [(s, mg) for s, mg in self.steps if s >= start and s <= self.at]
 
-    @cached_property
+    @cached_value
     def _course_phases(self) -> tuple[float | None, TaperPhase | None, float | None]:
         """(course peak, glucocorticoid phase now, start of the current taper)."""
         peak: float | None = None
@@ -211,11 +351,11 @@ class ClinicalPicture:
     def orders_in_force(self, drug_class: DrugClass) -> list[MedicationOrder]:
         return [o for o in self.state.orders_of(drug_class) if o.in_force_at(self.at)]
 
-    @cached_property
+    @cached_value
     def steroid_sparing_counting(self) -> list[MedicationOrder]:
         return self.orders_counting(DrugClass.STEROID_SPARING)
 
-    @cached_property
+    @cached_value
     def glucocorticoid_without_dose(self) -> list[MedicationOrder]:
         """Glucocorticoid orders in force whose dose is not a known mass."""
         return [
@@ -225,7 +365,7 @@ class ClinicalPicture:
             and v.prednisone_equivalent_mg_per_day is None
         ]
 
-    @cached_property
+    @cached_value
     def phase(self) -> TaperPhase:
         gc_phase = self._course_phases[1]
         on_glucocorticoid = (
@@ -242,7 +382,7 @@ class ClinicalPicture:
             return TaperPhase.MAINTENANCE
         return TaperPhase.UNTREATED
 
-    @cached_property
+    @cached_value
     def treatment_started_at(self) -> float | None:
         """Start of the current uninterrupted immunotherapy (glucocorticoid or steroid-sparing)."""
         if self.phase is TaperPhase.UNTREATED:
@@ -279,11 +419,17 @@ class ClinicalPicture:
             self.state.derived["treatment_spans"] = merged
         return merged
 
-    def note_change_points(self) -> None:
+    @cached_value
+    def change_points(self) -> list[float]:
         """Future instants where the phase can change without a new event."""
+        points = []
         if self.recently_stopped_at is not None:
-            self.change_points.append(self.recently_stopped_at + self.max_gap)
+            points.append(self.recently_stopped_at + self.max_gap)
         for order in self.state.orders_of(DrugClass.STEROID_SPARING):
             for _, end in self.intervals(order):
                 if end != float("inf") and end > self.at:
-                    self.change_points.append(end)
+                    points.append(end)
+        return points
+
+
+_PICTURE_FIELDS = frozenset({"state", "at", "pulse_threshold", "max_gap"})

@@ -7,7 +7,7 @@ id), so idempotence does not depend on the bounded ``seen_event_ids`` window alo
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
@@ -129,15 +129,13 @@ class PatientState:
     pending_at: float | None = None  # an instant whose dose-based rules are not judged yet
     rule_due: dict[str, float] = field(default_factory=dict)  # rule -> its next change time
     dirty_rules: list[str] = field(default_factory=list)  # touched by events not judged yet
-    # Derived from ``orders`` and rebuilt on demand; never serialised, never compared.
+    # Derived from ``orders`` (kept true by picture.order_recorded); never serialised, never
+    # compared.
     derived: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
-
-    def orders_changed(self) -> None:
-        self.derived.clear()
 
     def to_dict(self) -> dict[str, Any]:
         """Readable form (named fields), for people and ``imnm state``."""
-        readable = asdict(self)
+        readable = asdict(replace(self, derived={}))  # derived values hold pictures of self
         readable.pop("derived")
         return readable
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter as CounterOf
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -38,6 +39,7 @@ from imnm_tracker.due_index import DueEntry, DueIndex
 from imnm_tracker.metrics import TrackerMetrics
 from imnm_tracker.processing import MessageResult, PatientBatch
 from imnm_tracker.records import SourceRecord
+from imnm_tracker.state_cache import DEFAULT_MAX_PATIENTS, CachedStateStore
 from imnm_tracker.stored import StoredHeader, StoredValueError
 
 log = logging.getLogger(__name__)
@@ -83,8 +85,9 @@ class TrackerCore:
         config: RulesConfig = DEFAULT_RULES_CONFIG,
         *,
         timer_chunk: int = 500,
+        cached_patients: int = DEFAULT_MAX_PATIENTS,
     ) -> None:
-        self.store = store
+        self.store = CachedStateStore(store, cached_patients)
         self.publisher = publisher
         self.clock = clock
         self.metrics = metrics
@@ -99,14 +102,15 @@ class TrackerCore:
     async def handle_batch(self, records: Sequence[SourceRecord]) -> BatchSummary:
         async with self.lock:
             started = time.perf_counter()
-            batch = PatientBatch(self.store.load, self.config)
+            batch = PatientBatch(self.store.load, self.config, forget=self.store.forget)
             transitions: list[AlertTransition] = []
             dead_letters: list[DeadLetter] = []
+            consumed: CounterOf[str] = CounterOf()  # by event type, counted once per batch
             for record in records:
                 t0 = time.perf_counter()
                 result = batch.process(record)
                 self.metrics.processing_seconds.observe(time.perf_counter() - t0)
-                self._count_message(result)
+                self._count_message(result, consumed)
                 transitions.extend(result.transitions)
                 if result.dead_letter is not None:
                     dead_letters.append(result.dead_letter)
@@ -114,17 +118,24 @@ class TrackerCore:
             transitions.extend(closed.transitions)
             if closed.failed:
                 self.metrics.advance_errors.inc(len(closed.failed))
-            await self.publisher.publish(transitions, dead_letters)
+            try:
+                await self.publisher.publish(transitions, dead_letters)
+            except BaseException:
+                for patient_id in batch.touched:  # changed in place, never saved
+                    self.store.forget(patient_id)
+                raise
             for patient_id, touched in batch.touched.items():
                 self._save(patient_id, touched.partition, touched.state)
             self._count_transitions(transitions)
+            for event_type, count in consumed.items():
+                self.metrics.events_consumed.labels(event_type=event_type).inc(count)
             self.metrics.tracked_patients.set(len(self.index))
             self.metrics.batch_seconds.observe(time.perf_counter() - started)
             return BatchSummary(
                 len(records), len(transitions), len(dead_letters), len(batch.touched)
             )
 
-    def _count_message(self, result: MessageResult) -> None:
+    def _count_message(self, result: MessageResult, consumed: CounterOf[str]) -> None:
         record = result.record
         if result.dead_letter is not None:
             code = result.dead_letter.reason_code
@@ -141,17 +152,18 @@ class TrackerCore:
                             record.topic, record.partition, record.offset, code)
             return
         if result.event_type is not None:
-            self.metrics.events_consumed.labels(event_type=result.event_type).inc()
+            consumed[result.event_type] += 1
         if result.duplicate:
             self.metrics.duplicates.inc()
         if result.stale:
             self.metrics.stale_versions.inc()
 
     def _count_transitions(self, transitions: Iterable[AlertTransition]) -> None:
-        for t in transitions:
+        counted = CounterOf((t.rule, t.severity, t.status) for t in transitions)
+        for (rule, severity, status), count in counted.items():
             self.metrics.alert_transitions.labels(
-                rule=t.rule, severity=t.severity, status=t.status
-            ).inc()
+                rule=rule, severity=severity, status=status
+            ).inc(count)
 
     def _save(self, patient_id: str, partition: int, state: PatientState) -> None:
         due = engine.next_due(state)
@@ -195,13 +207,19 @@ class TrackerCore:
                     continue  # written by nobody: the index drifted; drop the entry
                 transitions.extend(engine.advance(state, now, self.config))
             except Exception as error:
-                # The stored state is untouched (we work on a decoded copy); retry next tick.
+                # The stored state is untouched (the cached object is dropped); retry next tick.
+                self.store.forget(entry.patient_id)
                 self.metrics.advance_errors.inc()
                 log.error("timer evaluation failed: %s", type(error).__name__)
                 failed.append(entry)
                 continue
             advanced.append((entry, state))
-        await self.publisher.publish(transitions, [])
+        try:
+            await self.publisher.publish(transitions, [])
+        except BaseException:
+            for entry, _ in advanced:
+                self.store.forget(entry.patient_id)
+            raise
         for entry, state in advanced:
             self._save(entry.patient_id, entry.partition, state)
         self._count_transitions(transitions)
@@ -216,6 +234,7 @@ class TrackerCore:
         revoked = sorted(set(partitions))
         async with self.lock:
             dropped = self.index.drop_partitions(revoked)
+            self.store.drop_partitions(revoked)
             self.metrics.tracked_patients.set(len(self.index))
             self.partitions.difference_update(revoked)
             self.metrics.assigned_partitions.set(len(self.partitions))
@@ -226,6 +245,7 @@ class TrackerCore:
         active = set(active_partitions)
         started = time.perf_counter()
         async with self.lock:
+            self.store.clear()  # the changelog may have replaced any value
             entries: list[tuple[str, int, float | None]] = []
             unreadable = 0
             for patient_id, header in self.store.headers():

@@ -13,3 +13,8 @@ class TrackerConfigError(TrackerError):
 
 class TopicLayoutError(TrackerError):
     """The topics cannot be used as they are (the state changelog is not co-partitioned)."""
+
+
+class StateRebuildError(TrackerError):
+    """A patient's state could not be rebuilt after a failed step: the batch cannot be trusted
+    and must fail as a whole (it is then not acknowledged and is processed again)."""

@@ -31,6 +31,7 @@ from imnm_common.domain import engine
 from imnm_common.domain.config import DEFAULT_RULES_CONFIG, RulesConfig
 from imnm_common.domain.state import PatientState
 from imnm_tracker.deadletters import KEY_MISMATCH, PROCESSING_ERROR, dead_letter, utc_now
+from imnm_tracker.errors import StateRebuildError
 from imnm_tracker.records import SourceRecord
 
 log = logging.getLogger(__name__)
@@ -75,10 +76,12 @@ class MessageResult:
 
 @dataclass(slots=True)
 class Touched:
-    """A patient whose state this batch changed, and the partition it lives in."""
+    """A patient whose state this batch changed, the partition it lives in, and the events
+    applied to it so far (to rebuild the state if a later step fails)."""
 
     state: PatientState
     partition: int
+    events: list[CanonicalEvent] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -90,9 +93,11 @@ class CloseResult:
 class PatientBatch:
     """The working states of the patients one batch of messages touches.
 
-    Each message is applied under a snapshot: if the engine raises, the patient's state goes
-    back to what it was before that message and the message is dead-lettered as a
-    ``processing_error``; the rest of the batch carries on.
+    If the engine raises on a message, the patient's state goes back to what it was before that
+    message and the message is dead-lettered as a ``processing_error``; the rest of the batch
+    carries on. Going back means rebuilding: the state as loaded at the start of the batch,
+    with the batch's earlier events for that patient applied again (the engine is
+    deterministic). That costs nothing until something fails, unlike a copy per message.
     """
 
     def __init__(
@@ -100,10 +105,12 @@ class PatientBatch:
         load: StateLoader,
         config: RulesConfig = DEFAULT_RULES_CONFIG,
         now_utc: Callable[[], datetime] = utc_now,
+        forget: Callable[[str], None] | None = None,
     ) -> None:
         self._load = load
         self._config = config
         self._now_utc = now_utc
+        self._forget = forget  # the loader's cached object was changed and is not to be reused
         self.touched: dict[str, Touched] = {}
 
     def process(self, record: SourceRecord) -> MessageResult:
@@ -115,6 +122,8 @@ class PatientBatch:
             )
         try:
             return self._apply(record, event)
+        except StateRebuildError:
+            raise
         except Exception as error:  # a bug or a corrupt stored state: never lose the message
             reason = f"processing error: {type(error).__name__}: {error}"[:_MAX_ERROR_TEXT]
             return MessageResult(
@@ -129,20 +138,14 @@ class PatientBatch:
         touched = self.touched.get(patient_id)
         if touched is None:
             state = self._load(patient_id, record.partition) or engine.new_state(patient_id)
-        else:
-            state = touched.state
-        snapshot = state.to_bytes()
+            touched = Touched(state, record.partition)
         try:
-            transitions = engine.advance(
-                state, event.occurred_at.timestamp(), self._config, inclusive=False
-            )
-            outcome = engine.apply(state, event, self._config)
+            transitions, outcome = self._step(touched.state, event)
         except Exception:
-            if touched is not None:  # a new patient's half-built state is simply dropped
-                touched.state = PatientState.from_bytes(snapshot)
+            self._rebuild(patient_id, touched)
             raise
-        self.touched[patient_id] = Touched(state, record.partition)
-        transitions.extend(outcome.transitions)
+        touched.events.append(event)
+        self.touched[patient_id] = touched
         return MessageResult(
             record,
             event=event,
@@ -151,16 +154,39 @@ class PatientBatch:
             stale=outcome.stale,
         )
 
+    def _step(
+        self, state: PatientState, event: CanonicalEvent
+    ) -> tuple[list[AlertTransition], engine.ApplyOutcome]:
+        at = event.occurred_at.timestamp()
+        transitions = engine.advance(state, at, self._config, inclusive=False)
+        outcome = engine.apply(state, event, self._config)
+        transitions.extend(outcome.transitions)
+        return transitions, outcome
+
+    def _rebuild(self, patient_id: str, touched: Touched) -> None:
+        """Back to the state after ``touched.events``: reload, apply them again. They succeeded
+        once on the same state, so only a fault that is not deterministic fails here."""
+        if self._forget is not None:
+            self._forget(patient_id)
+        try:
+            state = self._load(patient_id, touched.partition) or engine.new_state(patient_id)
+            for event in touched.events:
+                self._step(state, event)
+        except Exception as error:
+            raise StateRebuildError(
+                f"could not rebuild a patient's state: {type(error).__name__}"
+            ) from error
+        touched.state = state
+
     def close(self, now: float) -> CloseResult:
         """Advance every touched patient to ``now``: judge the instants this batch opened."""
         result = CloseResult()
         for patient_id, touched in self.touched.items():
-            snapshot = touched.state.to_bytes()
             try:
                 result.transitions.extend(engine.advance(touched.state, now, self._config))
             except Exception as error:
                 # Keep the events applied; the timer retries the evaluation on its next tick.
-                touched.state = PatientState.from_bytes(snapshot)
+                self._rebuild(patient_id, touched)
                 result.failed.append(patient_id)
                 log.error("advance failed after a batch: %s", type(error).__name__)
         return result

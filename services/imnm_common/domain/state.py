@@ -162,9 +162,10 @@ class PatientState:
             [[t(m.at), m.score, m.event_id] for m in self.mmt8_scores],
             {slot: [a.alert_id, a.rule, t(a.raised_at), a.summary, a.evidence]
              for slot, a in self.open_alerts.items()},
-            self.last_resolved,
+            {slot: t(at) for slot, at in self.last_resolved.items()},
             self.seen_event_ids,
-            [self.clock, self.evaluated_at, self.pending_at],
+            [None if at is None else t(at) for at in (self.clock, self.evaluated_at,
+                                                      self.pending_at)],
             {rule: t(due) for rule, due in self.rule_due.items()},
             self.dirty_rules,
         ])
@@ -220,6 +221,8 @@ _FORMAT = 3
 
 
 def _compact_time(ts: float) -> float | int:
-    """Whole seconds serialise without the ".0" (clinical times rarely carry fractions)."""
+    """Whole seconds serialise without the ".0" (clinical times rarely carry fractions). Every
+    time goes through here, so a state serialises to the same bytes whether its numbers were
+    computed (floats) or decoded (ints)."""
     whole = int(ts)
     return whole if whole == ts else ts

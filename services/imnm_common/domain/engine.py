@@ -334,6 +334,18 @@ def _evaluate(state: PatientState, at: float, config: RulesConfig) -> list[Alert
     return transitions
 
 
+def _enabled_rules(config: RulesConfig) -> frozenset[str]:
+    cached = _ENABLED.get(id(config))
+    if cached is None or cached[0] is not config:
+        cached = _ENABLED[id(config)] = (
+            config, frozenset(name for name in RULES if getattr(config, name).enabled)
+        )
+    return cached[1]
+
+
+_ENABLED: dict[int, tuple[RulesConfig, frozenset[str]]] = {}  # RulesConfig is frozen
+
+
 def _reconcile(
     state: PatientState,
     at: float,
@@ -342,31 +354,39 @@ def _reconcile(
     *,
     full: bool = False,
 ) -> list[AlertTransition]:
-    picture = picture_at(state, at, config.pulse_threshold_mg_per_day)
-    tracked = state.tracked_at(at)
-    diagnosis = state.diagnosis
-    ctx = RuleContext(picture, config, tracked_since=diagnosis.at if diagnosis else at)
-    findings: dict[str, Finding] = {}
     names = list(rule_names)
-    for name in names:
-        ctx.candidates = []
-        if tracked and getattr(config, name).enabled:
-            for finding in RULES[name][1](ctx):
-                findings[finding.slot] = finding
-            if name in _PHASE_DEPENDENT:
-                ctx.candidates.extend(picture.change_points)
+    findings: dict[str, Finding] = {}
+    judged = _enabled_rules(config) if state.tracked_at(at) else frozenset()
+    if judged.isdisjoint(names):
+        # Nothing to judge (not tracked, or only disabled rules): nothing holds, nothing is due.
         if full:
-            future = [t for t in ctx.candidates if t > at]
-            if future:
-                state.rule_due[name] = min(future)
-            else:
+            for name in names:
                 state.rule_due.pop(name, None)
+    else:
+        picture = picture_at(state, at, config.pulse_threshold_mg_per_day)
+        diagnosis = state.diagnosis
+        ctx = RuleContext(picture, config, tracked_since=diagnosis.at if diagnosis else at)
+        for name in names:
+            ctx.candidates = []
+            if name in judged:
+                for finding in RULES[name][1](ctx):
+                    findings[finding.slot] = finding
+                if name in _PHASE_DEPENDENT:
+                    ctx.candidates.extend(picture.change_points)
+            if full:
+                future = [t for t in ctx.candidates if t > at]
+                if future:
+                    state.rule_due[name] = min(future)
+                else:
+                    state.rule_due.pop(name, None)
     transitions: list[AlertTransition] = []
     for slot, alert in list(state.open_alerts.items()):
         if alert.rule in names and slot not in findings:
             del state.open_alerts[slot]
             state.last_resolved[slot] = max(at, alert.raised_at)
             transitions.append(_resolved(state.patient_id, alert, at))
+    if not findings:
+        return transitions
     for slot, finding in sorted(findings.items(), key=lambda item: item[1].since):
         if slot in state.open_alerts:
             continue

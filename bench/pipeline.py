@@ -21,7 +21,7 @@ from bench.common import median
 from imnm_common.kafka.local_broker import LocalKafkaBroker
 from imnm_common.kafka.topics import create_topics
 from imnm_demo.generator import StreamSpec, generate_lines
-from imnm_tracker.testing import TrackerCluster
+from imnm_tracker.testing import TrackerCluster, WorkerProcess
 
 PARTITIONS = 6
 
@@ -73,29 +73,62 @@ async def passthrough(bootstrap: str, lines: list[bytes], tag: str) -> float:
 
 async def tracker_throughput(bootstrap: str, lines: list[bytes], workdir: Path, tag: str,
                              workers: int, now: str) -> float:
+    rate, _ = await _tracker_run(bootstrap, lines, workdir, tag, workers, now)
+    return rate
+
+
+async def tracker_restart(bootstrap: str, lines: list[bytes], workdir: Path, tag: str,
+                          now: str, store: str) -> dict[str, float]:
+    """Process the stream with one worker on ``store``, stop it gracefully, start it again:
+    seconds until its table has recovered (memory: the whole changelog is read again;
+    rocksdb: from local files and offsets)."""
+    rate, restart = await _tracker_run(bootstrap, lines, workdir, tag, 1, now, store=store,
+                                       restart=True)
+    assert restart is not None
+    return {"events_per_second": rate, "restart_ready_seconds": restart}
+
+
+async def _tracker_run(bootstrap: str, lines: list[bytes], workdir: Path, tag: str,
+                       workers: int, now: str, *, store: str = "memory://",
+                       restart: bool = False) -> tuple[float, float | None]:
     cluster = TrackerCluster(bootstrap, f"bench.trk.{tag}", workdir / tag,
                              partitions=PARTITIONS, timer_interval=60.0)
     try:
         await create_topics(bootstrap, cluster.topics.all(), PARTITIONS, 1)
         await _produce_all(bootstrap, cluster.topics.events, lines)
         cluster.set_clock(now)
-        started = [cluster.start_worker() for _ in range(workers)]
-        first: float | None = None
-        deadline = time.monotonic() + 900
-        while time.monotonic() < deadline:
-            consumed = 0.0
-            for worker in started:
-                with contextlib.suppress(OSError):
-                    consumed += worker.metric("imnm_tracker_events_consumed_total")
-            if consumed and first is None:
-                first = time.perf_counter()
-            if consumed >= len(lines):
-                assert first is not None
-                return len(lines) / (time.perf_counter() - first)
-            await asyncio.sleep(0.1)
-        raise RuntimeError("tracker did not consume the stream within 900 s")
+        started = [cluster.start_worker(f"w{i}", "--store", store) for i in range(workers)]
+        rate = await _consumed_rate(started, len(lines))
+        if not restart:
+            return rate, None
+        worker = started[0]
+        tracked = worker.metric("imnm_tracker_tracked_patients")
+        if worker.stop() != 0:
+            raise RuntimeError("the tracker did not stop cleanly")
+        again = cluster.start_worker(worker.name, "--store", store)  # same data dir
+        ready = await again.wait_ready(timeout=600)
+        if again.metric("imnm_tracker_tracked_patients") != tracked:
+            raise RuntimeError("the restarted tracker does not track the same patients")
+        return rate, ready
     finally:
         cluster.close()
+
+
+async def _consumed_rate(workers: list[WorkerProcess], total: int) -> float:
+    first: float | None = None
+    deadline = time.monotonic() + 900
+    while time.monotonic() < deadline:
+        consumed = 0.0
+        for worker in workers:
+            with contextlib.suppress(OSError):
+                consumed += worker.metric("imnm_tracker_events_consumed_total")
+        if consumed and first is None:
+            first = time.perf_counter()
+        if consumed >= total:
+            assert first is not None
+            return total / (time.perf_counter() - first)
+        await asyncio.sleep(0.1)
+    raise RuntimeError("tracker did not consume the stream within 900 s")
 
 
 async def latency(bootstrap: str, workdir: Path, rate: int, seconds: float,
@@ -146,6 +179,7 @@ async def latency(bootstrap: str, workdir: Path, rate: int, seconds: float,
                 await asyncio.sleep(delay)
             patient = rng.choice(patients)
             event_id = f"{tag}-{n}"
+            event: dict[str, Any]
             if n % 20 == 0:
                 event = {"event_id": event_id, "patient_id": patient,
                          "event_type": "medication_order", "occurred_at": "2026-06-01T00:00:00Z",
@@ -184,6 +218,12 @@ def pipeline_benchmark(patients: int, runs: int, workdir: Path) -> dict[str, Any
                for r in range(runs)]
         two = [asyncio.run(tracker_throughput(bootstrap, lines, workdir, f"two{r}", 2, now))
                for r in range(runs)]
+        restarts = {
+            store: [asyncio.run(tracker_restart(bootstrap, lines, workdir,
+                                                f"re{store[:4]}{r}", now, store))
+                    for r in range(runs)]
+            for store in ("memory://", "rocksdb://")
+        }
         loads = []
         for rate in (200, 1000, 5000):
             samples = [asyncio.run(latency(bootstrap, workdir, rate, 10.0, f"l{rate}r{r}"))
@@ -197,6 +237,13 @@ def pipeline_benchmark(patients: int, runs: int, workdir: Path) -> dict[str, Any
         "tracker_two_workers_events_per_second": round(median(two)),
         "ratio_tracker_to_passthrough": round(median(one) / median(ceiling), 3),
         "latency": loads,
+        "restart": {
+            store: {
+                "ready_seconds": median([r["restart_ready_seconds"] for r in runs_]),
+                "events_per_second": round(median([r["events_per_second"] for r in runs_])),
+            }
+            for store, runs_ in restarts.items()
+        },
         "runs": runs,
         "raw": {"passthrough": ceiling, "one": one, "two": two},
     }
@@ -208,6 +255,10 @@ def pipeline_benchmark(patients: int, runs: int, workdir: Path) -> dict[str, Any
         ("tracker, 2 workers", f"{result['tracker_two_workers_events_per_second']:,} events/s"),
         ("ratio tracker/ceiling", f"{result['ratio_tracker_to_passthrough']:.3f}"),
     ]
+    for store, measured in result["restart"].items():
+        table.append((f"tracker on {store}: throughput; ready after a graceful restart",
+                      f"{measured['events_per_second']:,} events/s; "
+                      f"{measured['ready_seconds']:.1f} s"))
     for load in loads:
         table.append((f"latency at {load['offered_per_second']:,}/s offered "
                       f"({load['achieved_per_second']:,}/s sent)",

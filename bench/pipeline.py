@@ -85,12 +85,21 @@ async def tracker_restart(bootstrap: str, lines: list[bytes], workdir: Path, tag
     rate, restart = await _tracker_run(bootstrap, lines, workdir, tag, 1, now, store=store,
                                        restart=True)
     assert restart is not None
-    return {"events_per_second": rate, "restart_ready_seconds": restart}
+    return {"events_per_second": rate, "restart_ready_seconds": restart["ready_seconds"],
+            "worker_rss_mib": restart["rss_mib"], "patients": restart["patients"]}
+
+
+def _rss_mib(pid: int) -> float:
+    """Resident set size of a running process (Linux)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024.0
+    raise RuntimeError("no VmRSS")
 
 
 async def _tracker_run(bootstrap: str, lines: list[bytes], workdir: Path, tag: str,
                        workers: int, now: str, *, store: str = "memory://",
-                       restart: bool = False) -> tuple[float, float | None]:
+                       restart: bool = False) -> tuple[float, dict[str, float] | None]:
     cluster = TrackerCluster(bootstrap, f"bench.trk.{tag}", workdir / tag,
                              partitions=PARTITIONS, timer_interval=60.0)
     try:
@@ -103,13 +112,14 @@ async def _tracker_run(bootstrap: str, lines: list[bytes], workdir: Path, tag: s
             return rate, None
         worker = started[0]
         tracked = worker.metric("imnm_tracker_tracked_patients")
+        rss_mib = _rss_mib(worker.process.pid)
         if worker.stop() != 0:
             raise RuntimeError("the tracker did not stop cleanly")
         again = cluster.start_worker(worker.name, "--store", store)  # same data dir
         ready = await again.wait_ready(timeout=600)
         if again.metric("imnm_tracker_tracked_patients") != tracked:
             raise RuntimeError("the restarted tracker does not track the same patients")
-        return rate, ready
+        return rate, {"ready_seconds": ready, "rss_mib": rss_mib, "patients": tracked}
     finally:
         cluster.close()
 
@@ -241,6 +251,9 @@ def pipeline_benchmark(patients: int, runs: int, workdir: Path) -> dict[str, Any
             store: {
                 "ready_seconds": median([r["restart_ready_seconds"] for r in runs_]),
                 "events_per_second": round(median([r["events_per_second"] for r in runs_])),
+                # the whole process (Python, faust, aiokafka included), not only the states
+                "worker_rss_mib": round(median([r["worker_rss_mib"] for r in runs_]), 1),
+                "patients": runs_[0]["patients"],
             }
             for store, runs_ in restarts.items()
         },
@@ -256,9 +269,12 @@ def pipeline_benchmark(patients: int, runs: int, workdir: Path) -> dict[str, Any
         ("ratio tracker/ceiling", f"{result['ratio_tracker_to_passthrough']:.3f}"),
     ]
     for store, measured in result["restart"].items():
-        table.append((f"tracker on {store}: throughput; ready after a graceful restart",
+        table.append((f"tracker on {store}: throughput; ready after a graceful restart; "
+                       "worker RSS",
                       f"{measured['events_per_second']:,} events/s; "
-                      f"{measured['ready_seconds']:.1f} s"))
+                      f"{measured['ready_seconds']:.1f} s; "
+                      f"{measured['worker_rss_mib']} MiB with {measured['patients']:,.0f} "
+                      "patients"))
     for load in loads:
         table.append((f"latency at {load['offered_per_second']:,}/s offered "
                       f"({load['achieved_per_second']:,}/s sent)",

@@ -17,7 +17,8 @@ Design, in short (details in each module):
 - delivery (:mod:`.core`): at-least-once; output is published and acknowledged by the broker
   before states are written and offsets committed; ``alert_id`` is deterministic;
 - faust specifics (:mod:`.app`, :mod:`.faust_context`, :mod:`.faust_fixes`): manual acks,
-  explicit partition context for table access, one workaround for stalled offset commits.
+  explicit partition context for table access, two workarounds (stalled offset commits; table
+  recovery records lost to a fetch that outlives a rebalance).
 
 Modules, one job each:
 

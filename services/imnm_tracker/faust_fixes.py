@@ -1,4 +1,6 @@
-"""One workaround for faust-streaming 0.15.3: offset commits that stall after a restart.
+"""Two workarounds for faust-streaming 0.15.3, installed together by :func:`install`.
+
+1. Offset commits that stall after a restart.
 
 What happens: when a worker takes over partitions whose changelog it has to recover, faust
 resumes the source partitions and lets the fetcher run *before* it seeks them to the committed
@@ -14,23 +16,51 @@ robinhood/faust#625 ("Offsets not committed due to duplicate in _acked").
 
 The fix keeps faust's own computation and only cleans its inputs first: drop duplicate acked
 offsets, and remove from the gap the offsets that were in fact acked (they are not missing).
+
+2. Table recovery that never finishes after a rebalance (records fetched while flow is stopped).
+
+What happens: faust's fetcher asks aiokafka, in the consumer thread, for the records of the
+consumer's *live* set of active partitions (``Consumer._active_partitions``, the same set object
+that ``pause_partitions``/``resume_partitions`` mutate) and waits up to a second for them. A
+request that is waiting when a rebalance starts keeps waiting (up to its timeout, and aiokafka
+parks it while the group reassigns) and then drains whatever the fetcher holds for the
+partitions in the set *at that moment* - every partition when the set is empty, because aiokafka
+treats an empty set as "no filter". If that happens after the recovery has sought the changelog
+partitions to the offsets it needs, the changelog records are taken out of aiokafka (the
+partitions' positions move past them), handed back to ``Consumer.getmany``, which finds the
+flow stopped, drops them and re-seeks only the partitions that have a committed offset -
+changelog partitions have none (faust never commits them). The recovery then waits forever
+for records that were already read: "No event received for active tp ..." every 5 s, "Recovery
+has not flushed buffers". Seen in tests/integration/test_tracker_scaleout.py (the survivor's
+takeover) in 1 of 15 runs alone; with faust's dev log (``DEVLOG=1``) the worker logs "getmany
+called while flow not active" *after* the recovery's seeks, and aiokafka's positions of the
+changelog partitions sit at their end.
+
+The fix gives aiokafka a view of the live set that contains nothing while the consumer's flow is
+stopped and is never empty-means-everything. A request can then only drain records while the
+flow runs: records read before a rebalance's seeks are harmless (the seeks reset the positions),
+and after them the flow is stopped until the recovery resumes it. The check and the drain run
+together in the consumer thread, where the recovery's seeks run too, so no seek can fall between
+them.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Set
 from typing import Any
 
 import faust
 from faust.transport.consumer import Consumer
+from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from faust.types import TP
 
 log = logging.getLogger(__name__)
 
 PATCHED_VERSION = "0.15.3"
 _MARK = "_imnm_dedup_acked"
+_FLOW_MARK = "_imnm_flow_gated_fetch"
 
 
 def _runs(offsets: list[int]) -> Iterator[tuple[int, int]]:
@@ -58,15 +88,51 @@ def clean_acked(consumer: Any, tp: TP) -> None:
             gap.chop(start, end)
 
 
-def install() -> bool:
-    """Patch ``Consumer._new_offset`` once; False (and a warning) on other faust versions."""
-    original: Callable[[Consumer, TP], int | None] = Consumer._new_offset
-    if getattr(original, _MARK, False):
+class FlowGatedPartitions:
+    """The partitions a waiting fetch may drain: ``partitions`` (a live set, read at each
+    check) while ``consumer.flow_active``, none while the flow is stopped.
+
+    aiokafka's ``Fetcher.fetched_records`` reads its ``partitions`` argument only as
+    ``if partitions and tp not in partitions``; this object is always true, so an empty live
+    set means "drain nothing", not "drain every partition".
+    """
+
+    __slots__ = ("_consumer", "_partitions")
+
+    def __init__(self, consumer: Any, partitions: Set[TP]) -> None:
+        self._consumer = consumer
+        self._partitions = partitions
+
+    def __bool__(self) -> bool:
         return True
+
+    def __contains__(self, tp: object) -> bool:
+        return bool(self._consumer.flow_active) and tp in self._partitions
+
+    def __iter__(self) -> Iterator[TP]:
+        return iter(list(self._partitions) if self._consumer.flow_active else [])
+
+    def __repr__(self) -> str:
+        return (f"FlowGatedPartitions(flow_active={self._consumer.flow_active!r}, "
+                f"partitions={self._partitions!r})")
+
+
+def install() -> bool:
+    """Install both workarounds once; False (and a warning) on other faust versions."""
     if faust.__version__ != PATCHED_VERSION:
-        log.warning("faust %s, not %s: the acked-offsets workaround is not installed",
+        log.warning("faust %s, not %s: the faust workarounds are not installed",
                     faust.__version__, PATCHED_VERSION)
         return False
+    _install_clean_acked()
+    _install_flow_gated_fetch()
+    return True
+
+
+def _install_clean_acked() -> None:
+    """Patch ``Consumer._new_offset``: clean the acked offsets and the gap first."""
+    original: Callable[[Consumer, TP], int | None] = Consumer._new_offset
+    if getattr(original, _MARK, False):
+        return
 
     @functools.wraps(original)  # __wrapped__: faust's own, unpatched
     def _new_offset(self: Consumer, tp: TP) -> int | None:
@@ -75,4 +141,27 @@ def install() -> bool:
 
     setattr(_new_offset, _MARK, True)
     Consumer._new_offset = _new_offset  # type: ignore[method-assign]
-    return True
+
+
+def _install_flow_gated_fetch() -> None:
+    """Patch ``AIOKafkaConsumerThread._fetch_records``: drain only while the flow runs."""
+    original = AIOKafkaConsumerThread._fetch_records
+    if getattr(original, _FLOW_MARK, False):
+        return
+
+    @functools.wraps(original)  # __wrapped__: faust's own, unpatched
+    async def _fetch_records(
+        self: AIOKafkaConsumerThread,
+        consumer: Any,
+        active_partitions: Set[TP] | None,
+        timeout: float | None = None,
+        max_records: int | None = None,
+    ) -> Any:
+        partitions: Any = active_partitions
+        if active_partitions is not None:  # None: a client-only app, no filter, no recovery
+            partitions = FlowGatedPartitions(self.consumer, active_partitions)
+        return await original(self, consumer, partitions, timeout=timeout,
+                              max_records=max_records)
+
+    setattr(_fetch_records, _FLOW_MARK, True)
+    AIOKafkaConsumerThread._fetch_records = _fetch_records  # type: ignore[method-assign]

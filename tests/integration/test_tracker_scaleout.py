@@ -32,12 +32,6 @@ def owned_partitions(log: str) -> set[int]:
     return {int(p) for p in found[-1].split(",") if p.strip()}
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known open defect (issue 4): about 1 in 5 full-suite runs on 2 cores, the survivor's "
-    "faust table recovery of the handed-over changelog partitions stalls ('No event received "
-    "for active tp') and never completes; when recovery completes, every assertion holds",
-)
 async def test_the_remaining_worker_takes_over_and_fires_pending_alerts(
     tracker_cluster: TrackerCluster,
 ) -> None:

@@ -1,11 +1,16 @@
-"""The faust commit workaround, on the exact consumer state seen in a stalled run."""
+"""The faust workarounds, on the consumer states seen in stalled runs."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections import defaultdict
+from collections.abc import Iterator
 from typing import Any
 
+from aiokafka.consumer.fetcher import Fetcher, FetchResult
 from faust.transport.consumer import Consumer
+from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from faust.types import TP
 from intervaltree import IntervalTree
 
@@ -27,7 +32,7 @@ class FakeConsumer:
 
 
 def new_offset(consumer: Any) -> int | None:
-    return Consumer._new_offset(consumer, TP0)  # type: ignore[arg-type]
+    return Consumer._new_offset(consumer, TP0)
 
 
 def test_acked_offsets_inside_a_gap_no_longer_stall_the_commit() -> None:
@@ -54,3 +59,177 @@ def test_without_the_fix_faust_advances_by_one() -> None:
     unpatched = Consumer._new_offset.__wrapped__  # type: ignore[attr-defined]
     stalled = FakeConsumer(acked=list(range(1, 798)), gap=(2, 93), committed=1)
     assert unpatched(stalled, TP0) == 3  # the stall: one offset per commit
+
+
+# --------------------------------------------------------------------------- flow-gated fetches
+# The recovery stall after a takeover: a fetch that was waiting when the rebalance began drains,
+# after the recovery's seeks, the changelog records the recovery is waiting for; faust drops
+# them because its flow is stopped. aiokafka's own ``Fetcher.fetched_records`` runs here, on a
+# stand-in fetcher holding one buffered batch of changelog records.
+
+CHANGELOG = TP("tracker-patient-state-changelog", 0)
+
+
+class PartitionState:
+    paused = False
+
+    def __init__(self, position: int) -> None:
+        self.position = position
+
+    def consumed_to(self, position: int) -> None:
+        self.position = position
+
+
+class Assignment:
+    active = True
+
+    def __init__(self) -> None:
+        self.states: dict[TP, PartitionState] = {}
+
+    def state_value(self, tp: TP) -> PartitionState:
+        return self.states[tp]
+
+
+class Batch:
+    """What aiokafka's ``PartitionRecords`` offers ``FetchResult``: records, next offset."""
+
+    def __init__(self, first: int, last: int) -> None:
+        self._offsets = iter(range(first, last + 1))
+        self.next_fetch_offset = first
+
+    def __iter__(self) -> Batch:
+        return self
+
+    def __next__(self) -> int:
+        offset = next(self._offsets)
+        self.next_fetch_offset = offset + 1
+        return offset
+
+
+class Subscriptions:
+    reassignment_in_progress = False
+
+    def is_assigned(self, tp: TP) -> bool:
+        return True
+
+    @contextlib.contextmanager
+    def fetch_context(self) -> Iterator[None]:
+        yield
+
+
+class StandInFetcher:
+    """The attributes aiokafka's ``Fetcher.fetched_records`` uses, and that method itself."""
+
+    _closed = False
+
+    def __init__(self) -> None:
+        self.assignment = Assignment()
+        self._subscriptions = Subscriptions()
+        self._records: dict[TP, FetchResult] = {}
+        self._wait_consume_future = None
+        self.waiters: list[asyncio.Future[None]] = []
+
+    def _notify(self, future: Any) -> None:
+        pass
+
+    def _create_fetch_waiter(self) -> asyncio.Future[None]:
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.waiters.append(waiter)
+        return waiter
+
+    async def fetched_records(self, partitions: Any, timeout: float = 0,
+                              max_records: int | None = None) -> dict[TP, list[int]]:
+        return await Fetcher.fetched_records(self, partitions, timeout, max_records)
+
+    def buffer(self, tp: TP, first: int, last: int) -> None:
+        """The recovery sought ``tp`` to ``first``; aiokafka fetched up to ``last``."""
+        self.assignment.states[tp] = PartitionState(first)
+        self._records[tp] = FetchResult(tp, assignment=self.assignment,
+                                        partition_records=Batch(first, last), backoff=0)
+        for waiter in self.waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def position(self, tp: TP) -> int:
+        return self.assignment.states[tp].position
+
+
+class StandInAIOKafkaConsumer:
+    _closed = False
+
+    def __init__(self) -> None:
+        self._fetcher = StandInFetcher()
+
+
+class FlowConsumer:
+    """faust's Consumer as the consumer thread sees it: the flag and the live active set."""
+
+    def __init__(self, active: set[TP]) -> None:
+        self.flow_active = True
+        self._active_partitions = active
+
+
+class ConsumerThread:
+    def __init__(self, consumer: FlowConsumer) -> None:
+        self.consumer = consumer
+
+
+async def takeover_race(fetch_records: Any) -> tuple[dict[TP, list[int]], StandInFetcher]:
+    """A fetch waits for records; a rebalance stops the flow and pauses everything; the
+    recovery seeks the changelog to 0 and aiokafka fetches offsets 0-44 for it."""
+    faust_consumer = FlowConsumer({TP("events", 1), CHANGELOG})
+    thread = ConsumerThread(faust_consumer)
+    aiokafka_consumer = StandInAIOKafkaConsumer()
+    fetcher = aiokafka_consumer._fetcher
+    waiting = asyncio.create_task(fetch_records(
+        thread, aiokafka_consumer, faust_consumer._active_partitions, timeout=0.3,
+        max_records=None,
+    ))
+    await asyncio.sleep(0.01)
+    assert not waiting.done() and fetcher.waiters  # parked, waiting for records
+    faust_consumer.flow_active = False  # on_partitions_revoked: stop_flow
+    faust_consumer._active_partitions.clear()  # pause_partitions(assignment)
+    fetcher.buffer(CHANGELOG, 0, 44)
+    return await waiting, fetcher
+
+
+async def test_a_waiting_fetch_drains_nothing_while_the_flow_is_stopped() -> None:
+    assert faust_fixes.install()
+    drained, fetcher = await takeover_race(AIOKafkaConsumerThread._fetch_records)
+    assert drained == {}
+    assert fetcher.position(CHANGELOG) == 0  # the recovery still reads offsets 0-44
+    assert CHANGELOG in fetcher._records
+
+
+async def test_without_the_fix_the_recovery_records_are_drained_and_lost() -> None:
+    faust_fixes.install()
+    unpatched = AIOKafkaConsumerThread._fetch_records.__wrapped__  # type: ignore[attr-defined]
+    drained, fetcher = await takeover_race(unpatched)
+    # An empty live set is "no filter" to aiokafka: the changelog batch is consumed and
+    # handed to faust, which drops it (flow stopped); the position is past the records.
+    assert drained == {CHANGELOG: list(range(45))}
+    assert fetcher.position(CHANGELOG) == 45
+
+
+async def test_records_still_flow_for_active_partitions_while_the_flow_runs() -> None:
+    faust_fixes.install()
+    consumer = FlowConsumer({CHANGELOG})
+    aiokafka_consumer = StandInAIOKafkaConsumer()
+    aiokafka_consumer._fetcher.buffer(CHANGELOG, 0, 2)
+    aiokafka_consumer._fetcher.buffer(TP("events", 0), 7, 8)  # paused: stays buffered
+    drained = await AIOKafkaConsumerThread._fetch_records(
+        ConsumerThread(consumer),  # type: ignore[arg-type]
+        aiokafka_consumer, consumer._active_partitions, timeout=0,
+    )
+    assert drained == {CHANGELOG: [0, 1, 2]}
+    assert TP("events", 0) in aiokafka_consumer._fetcher._records
+
+
+def test_the_gate_reads_the_live_set_and_the_flag_at_each_check() -> None:
+    consumer = FlowConsumer(set())
+    gate = faust_fixes.FlowGatedPartitions(consumer, consumer._active_partitions)
+    assert gate and CHANGELOG not in gate  # empty: nothing, not everything
+    consumer._active_partitions.add(CHANGELOG)
+    assert CHANGELOG in gate and list(gate) == [CHANGELOG]
+    consumer.flow_active = False
+    assert CHANGELOG not in gate and list(gate) == []

@@ -114,6 +114,8 @@ class TrackerCore:
                 transitions.extend(result.transitions)
                 if result.dead_letter is not None:
                     dead_letters.append(result.dead_letter)
+            for event_type, count in consumed.items():
+                self.metrics.events_consumed.labels(event_type=event_type).inc(count)
             closed = batch.close(self.clock())
             transitions.extend(closed.transitions)
             if closed.failed:
@@ -127,8 +129,6 @@ class TrackerCore:
             for patient_id, touched in batch.touched.items():
                 self._save(patient_id, touched.partition, touched.state)
             self._count_transitions(transitions)
-            for event_type, count in consumed.items():
-                self.metrics.events_consumed.labels(event_type=event_type).inc(count)
             self.metrics.tracked_patients.set(len(self.index))
             self.metrics.batch_seconds.observe(time.perf_counter() - started)
             return BatchSummary(

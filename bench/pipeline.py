@@ -141,44 +141,91 @@ async def _consumed_rate(workers: list[WorkerProcess], total: int) -> float:
     raise RuntimeError("tracker did not consume the stream within 900 s")
 
 
+LATENCY_PATIENTS = [f"LAT-{i:05d}" for i in range(1000)]
+
+
 async def latency(bootstrap: str, workdir: Path, rate: int, seconds: float,
                   tag: str) -> dict[str, Any]:
     """Offered load of CK results with statin-order probes; probe -> statin alert latency."""
     cluster = TrackerCluster(bootstrap, f"bench.lat.{tag}", workdir / tag,
                              partitions=PARTITIONS, timer_interval=1.0)
-    patients = [f"LAT-{i:05d}" for i in range(1000)]
     try:
         await create_topics(bootstrap, cluster.topics.all(), PARTITIONS, 1)
         cluster.set_clock("2100-01-01T00:00:00Z")
         worker = cluster.start_worker()
         seed = [orjson.dumps({"event_id": f"{p}-dx", "patient_id": p, "event_type": "diagnosis",
                               "occurred_at": "2026-01-01T00:00:00Z", "condition": "IMNM"})
-                for p in patients]
+                for p in LATENCY_PATIENTS]
         await _produce_all(bootstrap, cluster.topics.events, seed)
         await worker.wait_for(
             lambda: worker.metric("imnm_tracker_events_consumed_total") >= len(seed),
             "seed events", 120)
-        sent: dict[str, float] = {}
-        received: dict[str, float] = {}
-        consumer = AIOKafkaConsumer(cluster.topics.alerts, bootstrap_servers=bootstrap,
-                                    group_id=None, auto_offset_reset="latest")
-        await consumer.start()
-        await asyncio.sleep(1.0)  # assignment settles before the first probe
+        return await _offer_load(bootstrap, cluster.topics.events, cluster.topics.alerts, rate,
+                                 seconds, tag)
+    finally:
+        cluster.close()
 
-        async def collect() -> None:
-            while True:
-                batch = await consumer.getmany(timeout_ms=100)
-                now = time.perf_counter()
-                for records in batch.values():
-                    for record in records:
-                        alert = orjson.loads(record.value)
-                        for event_id in alert["evidence"]:
-                            if event_id in sent and event_id not in received:
-                                received[event_id] = now
 
-        collector = asyncio.create_task(collect())
-        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=0)
-        await producer.start()
+async def relay_latency(bootstrap: str, rate: int, seconds: float, tag: str) -> dict[str, Any]:
+    """The floor for a Python consumer: the same load through a raw aiokafka consumer that
+    parses each event and, for a probe, produces an alert naming it (no state, no rules)."""
+    events, alerts = f"bench.relay.{tag}.events", f"bench.relay.{tag}.alerts"
+    await create_topics(bootstrap, [events, alerts], PARTITIONS, 1)
+    consumer = AIOKafkaConsumer(events, bootstrap_servers=bootstrap, group_id=f"relay.{tag}",
+                                auto_offset_reset="earliest", enable_auto_commit=False)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=0)
+    await consumer.start()
+    await producer.start()
+
+    async def relay() -> None:
+        while True:
+            batch = await consumer.getmany(timeout_ms=100)
+            futures = []
+            for records in batch.values():
+                for record in records:
+                    event = orjson.loads(record.value)
+                    if event["event_type"] == "medication_order":
+                        futures.append(await producer.send(alerts, key=record.key, value=(
+                            orjson.dumps({"evidence": [event["event_id"]]}))))
+            for future in futures:
+                await future
+
+    relaying = asyncio.create_task(relay())
+    try:
+        await asyncio.sleep(1.0)  # assignment settles
+        return await _offer_load(bootstrap, events, alerts, rate, seconds, tag)
+    finally:
+        relaying.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await relaying
+        await consumer.stop()
+        await producer.stop()
+
+
+async def _offer_load(bootstrap: str, events_topic: str, alerts_topic: str, rate: int,
+                      seconds: float, tag: str) -> dict[str, Any]:
+    sent: dict[str, float] = {}
+    received: dict[str, float] = {}
+    consumer = AIOKafkaConsumer(alerts_topic, bootstrap_servers=bootstrap,
+                                group_id=None, auto_offset_reset="latest")
+    await consumer.start()
+    await asyncio.sleep(1.0)  # assignment settles before the first probe
+
+    async def collect() -> None:
+        while True:
+            batch = await consumer.getmany(timeout_ms=100)
+            now = time.perf_counter()
+            for records in batch.values():
+                for record in records:
+                    alert = orjson.loads(record.value)
+                    for event_id in alert["evidence"]:
+                        if event_id in sent and event_id not in received:
+                            received[event_id] = now
+
+    collector = asyncio.create_task(collect())
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=0)
+    await producer.start()
+    try:
         rng = random.Random(rate)
         total = int(rate * seconds)
         started = time.perf_counter()
@@ -187,7 +234,7 @@ async def latency(bootstrap: str, workdir: Path, rate: int, seconds: float,
             delay = target - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
-            patient = rng.choice(patients)
+            patient = rng.choice(LATENCY_PATIENTS)
             event_id = f"{tag}-{n}"
             event: dict[str, Any]
             if n % 20 == 0:
@@ -200,22 +247,27 @@ async def latency(bootstrap: str, workdir: Path, rate: int, seconds: float,
                 event = {"event_id": event_id, "patient_id": patient,
                          "event_type": "lab_result", "occurred_at": "2026-06-01T00:00:00Z",
                          "loinc": "2157-6", "value": rng.randint(100, 3000), "unit": "U/L"}
-            await producer.send(cluster.topics.events, key=patient.encode(),
-                                value=orjson.dumps(event))
+            await producer.send(events_topic, key=patient.encode(), value=orjson.dumps(event))
         achieved = total / (time.perf_counter() - started)
-        await producer.stop()
         deadline = time.monotonic() + 30
         while len(received) < len(sent) and time.monotonic() < deadline:
             await asyncio.sleep(0.2)
-        collector.cancel()
-        await consumer.stop()
-        waits = sorted((received[e] - sent[e]) * 1000 for e in received)
-        q = statistics.quantiles(waits, n=100) if len(waits) >= 2 else [float("nan")] * 99
-        return {"offered_per_second": rate, "achieved_per_second": round(achieved),
-                "probes": len(sent), "answered": len(received),
-                "p50_ms": round(q[49], 1), "p95_ms": round(q[94], 1), "p99_ms": round(q[98], 1)}
     finally:
-        cluster.close()
+        collector.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await collector
+        await producer.stop()
+        await consumer.stop()
+    waits = sorted((received[e] - sent[e]) * 1000 for e in received)
+    q = statistics.quantiles(waits, n=100) if len(waits) >= 2 else [float("nan")] * 99
+    return {"offered_per_second": rate, "achieved_per_second": round(achieved),
+            "probes": len(sent), "answered": len(received),
+            "p50_ms": round(q[49], 1), "p95_ms": round(q[94], 1), "p99_ms": round(q[98], 1)}
+
+
+def _median_load(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    return {key: median([s[key] for s in samples]) if key.endswith(("_ms", "_second"))
+            else samples[-1][key] for key in samples[0]}
 
 
 def pipeline_benchmark(patients: int, runs: int, workdir: Path) -> dict[str, Any]:
@@ -235,11 +287,15 @@ def pipeline_benchmark(patients: int, runs: int, workdir: Path) -> dict[str, Any
             for store in ("memory://", "rocksdb://")
         }
         loads = []
+        floors = []
         for rate in (200, 1000, 5000):
             samples = [asyncio.run(latency(bootstrap, workdir, rate, 10.0, f"l{rate}r{r}"))
                        for r in range(runs)]
-            loads.append({key: median([s[key] for s in samples]) if key.endswith(
-                ("_ms", "_second")) else samples[-1][key] for key in samples[0]})
+            loads.append(_median_load(samples))
+            floors.append(_median_load([
+                asyncio.run(relay_latency(bootstrap, rate, 10.0, f"f{rate}r{r}"))
+                for r in range(runs)
+            ]))
     result: dict[str, Any] = {
         "events": len(lines),
         "passthrough_events_per_second": round(median(ceiling)),
@@ -247,6 +303,7 @@ def pipeline_benchmark(patients: int, runs: int, workdir: Path) -> dict[str, Any
         "tracker_two_workers_events_per_second": round(median(two)),
         "ratio_tracker_to_passthrough": round(median(one) / median(ceiling), 3),
         "latency": loads,
+        "latency_raw_relay": floors,
         "restart": {
             store: {
                 "ready_seconds": median([r["restart_ready_seconds"] for r in runs_]),
@@ -275,10 +332,13 @@ def pipeline_benchmark(patients: int, runs: int, workdir: Path) -> dict[str, Any
                       f"{measured['ready_seconds']:.1f} s; "
                       f"{measured['worker_rss_mib']} MiB with {measured['patients']:,.0f} "
                       "patients"))
-    for load in loads:
+    for load, floor in zip(loads, floors, strict=True):
         table.append((f"latency at {load['offered_per_second']:,}/s offered "
                       f"({load['achieved_per_second']:,}/s sent)",
                       f"p50 {load['p50_ms']} ms, p95 {load['p95_ms']} ms, "
                       f"p99 {load['p99_ms']} ms ({load['answered']}/{load['probes']} probes)"))
+        table.append(("  raw aiokafka relay, same load (floor)",
+                      f"p50 {floor['p50_ms']} ms, p95 {floor['p95_ms']} ms, "
+                      f"p99 {floor['p99_ms']} ms ({floor['answered']}/{floor['probes']} probes)"))
     result["table"] = table
     return result

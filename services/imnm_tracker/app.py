@@ -144,6 +144,7 @@ class TrackerApp:
             options.clock,
             metrics,
             options.rules,
+            cached_patients=options.cached_patients,
         )
         self.app.agent(self.events, name="imnm_tracker.events", concurrency=1)(self._consume)
         self.app.timer(options.timer_interval, name="imnm_tracker.timer")(self._tick)

@@ -35,6 +35,8 @@ class TrackerTuning(BaseSettings):
     session_timeout_seconds: float | None = Field(default=None, gt=0)
     commit_interval_seconds: float | None = Field(default=None, gt=0)
     standby_replicas: int = Field(default=1, ge=0)
+    # decoded patient states kept between batches (state_cache.py); 0 turns the cache off
+    cached_patients: int = Field(default=20_000, ge=0)
     metrics_host: str = "127.0.0.1"
     clock_file: str | None = None
     fixed_now: str | None = None
@@ -56,6 +58,7 @@ class TrackerOptions:
     session_timeout: float | None
     commit_interval: float | None
     standby_replicas: int
+    cached_patients: int
     metrics_host: str
     metrics_port: int  # 0: no metrics endpoint
     clock: Clock
@@ -111,6 +114,7 @@ def resolve(
         session_timeout=tuning.session_timeout_seconds,
         commit_interval=tuning.commit_interval_seconds,
         standby_replicas=tuning.standby_replicas,
+        cached_patients=tuning.cached_patients,
         metrics_host=tuning.metrics_host,
         metrics_port=settings.tracker_metrics_port if metrics_port is None else metrics_port,
         clock=make_clock(clock_file or tuning.clock_file, fixed_now or tuning.fixed_now),

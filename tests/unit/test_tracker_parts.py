@@ -118,6 +118,17 @@ def test_options_overrides_win(tmp_path: Path) -> None:
     assert options.processing_guarantee == "at_least_once"
 
 
+def test_state_cache_size_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("IMNM_TRACKER_CACHED_PATIENTS", "0")
+    options = resolve(Settings(kafka_bootstrap="h:1"), TrackerTuning(), fixed_now="1")
+    assert options.cached_patients == 0
+    assert resolve(Settings(kafka_bootstrap="h:1"), TrackerTuning(cached_patients=5),
+                   fixed_now="1").cached_patients == 5
+    monkeypatch.setenv("IMNM_TRACKER_CACHED_PATIENTS", "-1")
+    with pytest.raises(ValueError, match="cached_patients"):
+        TrackerTuning()
+
+
 def test_worker_command_is_imnm_tracker() -> None:
     argv = worker_command(python="py", app_id="g", metrics_port=0, extra=["--fixed-now", "1"])
     assert argv == ["py", "-m", "imnm_cli.main", "tracker", "--app-id", "g",

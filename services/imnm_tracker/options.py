@@ -30,7 +30,7 @@ class TrackerTuning(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="IMNM_TRACKER_", extra="ignore")
 
     batch_size: int = Field(default=500, ge=1)
-    batch_window_seconds: float = Field(default=0.05, gt=0)  # bounds the wait of a lone event
+    batch_window_seconds: float = Field(default=0.02, gt=0)  # bounds the wait of a lone event
     processing_guarantee: ProcessingGuarantee = "at_least_once"
     session_timeout_seconds: float | None = Field(default=None, gt=0)
     commit_interval_seconds: float | None = Field(default=None, gt=0)

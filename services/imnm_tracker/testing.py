@@ -143,8 +143,12 @@ class TrackerCluster:
         partitions: int = 3,
         timer_interval: float = 0.3,
         session_timeout: float = 6.0,
+        batch_window: float | None = 0.1,  # None: the product's default (benchmarks)
+        commit_interval: float | None = 0.5,
     ) -> None:
         self.bootstrap = bootstrap
+        self.batch_window = batch_window
+        self.commit_interval = commit_interval
         self.name = name
         self.workdir = workdir
         self.partitions = partitions
@@ -177,10 +181,12 @@ class TrackerCluster:
             "IMNM_TOPIC_RAW_HL7V2": self.topics.raw_hl7v2,
             "IMNM_TOPIC_RAW_FHIR": self.topics.raw_fhir,
             "IMNM_TRACKER_SESSION_TIMEOUT_SECONDS": str(self.session_timeout),
-            "IMNM_TRACKER_BATCH_WINDOW_SECONDS": "0.1",
-            "IMNM_TRACKER_COMMIT_INTERVAL_SECONDS": "0.5",
             "IMNM_LOG_LEVEL": "INFO",
         })
+        if self.batch_window is not None:
+            env["IMNM_TRACKER_BATCH_WINDOW_SECONDS"] = str(self.batch_window)
+        if self.commit_interval is not None:
+            env["IMNM_TRACKER_COMMIT_INTERVAL_SECONDS"] = str(self.commit_interval)
         return env
 
     def set_clock(self, instant: float | str) -> None:

@@ -107,7 +107,7 @@ async def _tracker_run(bootstrap: str, lines: list[bytes], workdir: Path, tag: s
         await _produce_all(bootstrap, cluster.topics.events, lines)
         cluster.set_clock(now)
         started = [cluster.start_worker(f"w{i}", "--store", store) for i in range(workers)]
-        rate = await _consumed_rate(started, len(lines))
+        rate = await _processing_rate(bootstrap, cluster.topics.alerts, started, len(lines))
         if not restart:
             return rate, None
         worker = started[0]
@@ -124,21 +124,48 @@ async def _tracker_run(bootstrap: str, lines: list[bytes], workdir: Path, tag: s
         cluster.close()
 
 
-async def _consumed_rate(workers: list[WorkerProcess], total: int) -> float:
-    first: float | None = None
-    deadline = time.monotonic() + 900
-    while time.monotonic() < deadline:
-        consumed = 0.0
-        for worker in workers:
-            with contextlib.suppress(OSError):
-                consumed += worker.metric("imnm_tracker_events_consumed_total")
-        if consumed and first is None:
-            first = time.perf_counter()
-        if consumed >= total:
-            assert first is not None
-            return total / (time.perf_counter() - first)
-        await asyncio.sleep(0.1)
-    raise RuntimeError("tracker did not consume the stream within 900 s")
+async def _processing_rate(bootstrap: str, alerts_topic: str, workers: list[WorkerProcess],
+                           total: int) -> float:
+    """Events/s from the first event consumed until the last alert transition is on the alerts
+    topic. The tracker counts a batch's events before it publishes the batch's transitions and
+    counts the transitions once the broker has them, so the run ends when every event is
+    consumed and the transitions read here match the published count, still after a quiet
+    second; the end time is when the last transition arrived (or the last event was counted)."""
+    consumer = AIOKafkaConsumer(alerts_topic, bootstrap_servers=bootstrap, group_id=None,
+                                auto_offset_reset="earliest", enable_auto_commit=False)
+    await consumer.start()
+    try:
+        first: float | None = None
+        all_consumed: float | None = None
+        last_alert = 0.0
+        received = 0
+        settled: tuple[float, float] | None = None  # (published count, since when)
+        deadline = time.monotonic() + 900
+        while time.monotonic() < deadline:
+            fetched = await consumer.getmany(timeout_ms=100)
+            arrived = sum(len(records) for records in fetched.values())
+            if arrived:
+                received += arrived
+                last_alert = time.perf_counter()
+            consumed = published = 0.0
+            for worker in workers:
+                with contextlib.suppress(OSError):
+                    consumed += worker.metric("imnm_tracker_events_consumed_total")
+                    published += worker.metric("imnm_tracker_alert_transitions_total")
+            now = time.perf_counter()
+            if consumed and first is None:
+                first = now
+            if consumed < total:
+                continue
+            all_consumed = all_consumed or now
+            if received < published or settled is None or settled[0] != published:
+                settled = (published, now)
+            elif now - settled[1] >= 1.0:
+                assert first is not None
+                return total / (max(last_alert, all_consumed) - first)
+        raise RuntimeError("the tracker did not process the stream within 900 s")
+    finally:
+        await consumer.stop()
 
 
 # The tracker as shipped: no test overrides of its batch window or commit interval.

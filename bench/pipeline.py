@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from bench.common import median
 from imnm_common.kafka.local_broker import LocalKafkaBroker
@@ -127,43 +127,55 @@ async def _tracker_run(bootstrap: str, lines: list[bytes], workdir: Path, tag: s
 async def _processing_rate(bootstrap: str, alerts_topic: str, workers: list[WorkerProcess],
                            total: int) -> float:
     """Events/s from the first event consumed until the last alert transition is on the alerts
-    topic. The tracker counts a batch's events before it publishes the batch's transitions and
-    counts the transitions once the broker has them, so the run ends when every event is
-    consumed and the transitions read here match the published count, still after a quiet
-    second; the end time is when the last transition arrived (or the last event was counted)."""
-    consumer = AIOKafkaConsumer(alerts_topic, bootstrap_servers=bootstrap, group_id=None,
-                                auto_offset_reset="earliest", enable_auto_commit=False)
-    await consumer.start()
-    try:
-        first: float | None = None
-        all_consumed: float | None = None
-        last_alert = 0.0
-        received = 0
-        settled: tuple[float, float] | None = None  # (published count, since when)
-        deadline = time.monotonic() + 900
-        while time.monotonic() < deadline:
-            fetched = await consumer.getmany(timeout_ms=100)
-            arrived = sum(len(records) for records in fetched.values())
-            if arrived:
-                received += arrived
-                last_alert = time.perf_counter()
-            consumed = published = 0.0
-            for worker in workers:
-                with contextlib.suppress(OSError):
-                    consumed += worker.metric("imnm_tracker_events_consumed_total")
-                    published += worker.metric("imnm_tracker_alert_transitions_total")
-            now = time.perf_counter()
-            if consumed and first is None:
-                first = now
-            if consumed < total:
-                continue
+    topic. Only the metrics are polled during the run (a consumer reading along would take CPU
+    from the tracker on a small machine). The tracker counts a batch's events before it publishes
+    the batch's transitions, and the transitions once the broker has them: the run is over when
+    every event is consumed and the published count has been still for a second. The end is then
+    the broker timestamp of the newest transition (or when the last event was counted)."""
+    first: float | None = None
+    all_consumed: float | None = None
+    settled: tuple[float, float] | None = None  # (published count, since when)
+    deadline = time.monotonic() + 900
+    while time.monotonic() < deadline:
+        consumed = published = 0.0
+        for worker in workers:
+            with contextlib.suppress(OSError):
+                consumed += worker.metric("imnm_tracker_events_consumed_total")
+                published += worker.metric("imnm_tracker_alert_transitions_total")
+        now = time.time()
+        if consumed and first is None:
+            first = now
+        if consumed >= total:
             all_consumed = all_consumed or now
-            if received < published or settled is None or settled[0] != published:
+            if settled is None or settled[0] != published:
                 settled = (published, now)
             elif now - settled[1] >= 1.0:
                 assert first is not None
+                last_alert = await _newest_timestamp(bootstrap, alerts_topic)
                 return total / (max(last_alert, all_consumed) - first)
-        raise RuntimeError("the tracker did not process the stream within 900 s")
+        await asyncio.sleep(0.1)
+    raise RuntimeError("the tracker did not process the stream within 900 s")
+
+
+async def _newest_timestamp(bootstrap: str, topic: str) -> float:
+    """The latest record timestamp (seconds) among the last record of each partition."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
+                                enable_auto_commit=False)
+    await consumer.start()
+    try:
+        await consumer.topics()  # loads the cluster metadata
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        consumer.assign(partitions)
+        ends = await consumer.end_offsets(partitions)
+        newest = 0.0
+        for tp, end in ends.items():
+            if end == 0:
+                continue
+            consumer.seek(tp, end - 1)
+            records = await consumer.getmany(tp, timeout_ms=5000)
+            for record in records.get(tp, []):
+                newest = max(newest, record.timestamp / 1000.0)
+        return newest
     finally:
         await consumer.stop()
 

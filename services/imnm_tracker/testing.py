@@ -48,6 +48,13 @@ def imnm_executable() -> list[str]:
     return [found] if found else [sys.executable, "-m", "imnm_cli.main"]
 
 
+def sample_total(samples: dict[str, float], name: str) -> float:
+    """One sample of :meth:`WorkerProcess.metrics`, or the sum of a labelled family's samples."""
+    if name in samples:
+        return samples[name]
+    return sum(v for k, v in samples.items() if k.startswith(name + "{"))
+
+
 @dataclass
 class WorkerProcess:
     name: str
@@ -76,10 +83,7 @@ class WorkerProcess:
 
     def metric(self, name: str) -> float:
         """One sample, or the sum of a family's samples (``imnm_tracker_events_rejected_total``)."""
-        samples = self.metrics()
-        if name in samples:
-            return samples[name]
-        return sum(v for k, v in samples.items() if k.startswith(name + "{"))
+        return sample_total(self.metrics(), name)
 
     async def wait_for(
         self, check: Callable[[], bool], what: str, timeout: float = 60.0

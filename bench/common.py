@@ -53,10 +53,10 @@ def run_json(argv: list[str], timeout: float = 900.0) -> dict[str, Any]:
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))
 
 
-def save(name: str, payload: dict[str, Any]) -> Path:
-    RESULTS.mkdir(parents=True, exist_ok=True)
+def save(name: str, payload: dict[str, Any], directory: Path = RESULTS) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    path = RESULTS / f"{name}-{stamp}.json"
+    path = directory / f"{name}-{stamp}.json"
     path.write_text(json.dumps(payload, indent=2) + "\n")
-    (RESULTS / f"{name}-latest.json").write_text(json.dumps(payload, indent=2) + "\n")
+    (directory / f"{name}-latest.json").write_text(json.dumps(payload, indent=2) + "\n")
     return path

@@ -131,9 +131,12 @@ async def _processing_rate(cluster: TrackerCluster, workers: list[WorkerProcess]
     from the tracker on a small machine). The tracker counts a batch's events before it publishes
     the batch's transitions, and the transitions once the broker has them: the run is over when
     every event is consumed and the published count has been still for a second. The end is then
-    the broker timestamp of the newest transition (or when the last event was counted)."""
+    the broker timestamp of the newest transition, or, if later, the last poll that still saw
+    events unconsumed. The start is the last poll that saw nothing consumed. Both are known to
+    within one poll; a tiny stream consumed between two polls still gets a non-zero interval."""
     first: float | None = None
-    all_consumed: float | None = None
+    idle = time.time()  # the last poll at which nothing was consumed yet
+    pending = idle  # the last poll at which some events were not consumed yet
     settled: tuple[float, float] | None = None  # (published count, since when)
     deadline = time.monotonic() + 900
     while time.monotonic() < deadline:
@@ -144,10 +147,13 @@ async def _processing_rate(cluster: TrackerCluster, workers: list[WorkerProcess]
                 consumed += sample_total(samples, "imnm_tracker_events_consumed_total")
                 published += sample_total(samples, "imnm_tracker_alert_transitions_total")
         now = time.time()
-        if consumed and first is None:
-            first = now
-        if consumed >= total:
-            all_consumed = all_consumed or now
+        if not consumed:
+            idle = now
+        elif first is None:
+            first = idle
+        if consumed < total:
+            pending = now
+        else:
             if settled is None or settled[0] != published:
                 settled = (published, now)
             elif now - settled[1] >= 1.0:
@@ -155,7 +161,7 @@ async def _processing_rate(cluster: TrackerCluster, workers: list[WorkerProcess]
                 last_alert = await _newest_timestamp(cluster.bootstrap, [
                     TopicPartition(cluster.topics.alerts, p) for p in range(cluster.partitions)
                 ])
-                return total / (max(last_alert, all_consumed) - first)
+                return total / (max(last_alert, pending) - first)
         await asyncio.sleep(POLL_SECONDS)
     raise RuntimeError("the tracker did not process the stream within 900 s")
 

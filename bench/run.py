@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from bench.common import machine, median, run_json, save
+from bench.common import RESULTS, machine, median, run_json, save
 from imnm_demo.generator import StreamSpec, generate_lines
 
 
@@ -49,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--patients", type=int, default=5000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--only", choices=("replay", "pipeline", "all"), default="all")
+    parser.add_argument("--results-dir", type=Path, default=RESULTS,
+                        help="where the JSON goes (default bench/results)")
     args = parser.parse_args(argv)
     results: dict[str, Any] = {"machine": machine()}
     with tempfile.TemporaryDirectory(prefix="imnm-bench-") as tmp:
@@ -61,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"pipeline benchmarks unavailable: {missing}", file=sys.stderr)
             else:
                 results["pipeline"] = pipeline_benchmark(args.patients, args.runs, Path(tmp))
-    path = save("bench", results)
+    path = save("bench", results, args.results_dir)
     _print(results)
     print(f"\nsaved {path}")
     return 0

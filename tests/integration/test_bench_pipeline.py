@@ -1,0 +1,45 @@
+"""The pipeline benchmark's code on the real broker with a tiny stream: every step runs to the
+end and its figures are consistent. Nothing asserts a time (benchmarks are not tests); this keeps
+`make bench` from rotting between the runs that produce the README's figures."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from bench.pipeline import latency, passthrough, relay_latency, tracker_throughput
+from imnm_demo.generator import StreamSpec, generate_lines
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def lines() -> list[bytes]:
+    return [line.encode() for line in generate_lines(StreamSpec(patients=5, seed=2025))]
+
+
+async def test_passthrough_and_tracker_throughput_cover_the_whole_stream(
+    kafka_bootstrap: str, lines: list[bytes], tmp_path: Path, unique_name
+) -> None:
+    ceiling = await passthrough(kafka_bootstrap, lines, unique_name("pass"))
+    # returns only once every event was consumed and the alert count settled (or raises)
+    tracker = await tracker_throughput(kafka_bootstrap, lines, tmp_path, unique_name("trk"), 1,
+                                       "2026-01-01T00:00:00Z")
+    assert math.isfinite(ceiling) and ceiling > 0
+    assert math.isfinite(tracker) and tracker > 0
+
+
+@pytest.mark.parametrize("measure", ["tracker", "relay"])
+async def test_latency_answers_every_probe(
+    kafka_bootstrap: str, tmp_path: Path, unique_name, measure: str
+) -> None:
+    tag = unique_name("lat")
+    if measure == "tracker":
+        result = await latency(kafka_bootstrap, tmp_path, 100, 2.0, tag)
+    else:
+        result = await relay_latency(kafka_bootstrap, 100, 2.0, tag)
+    assert result["probes"] == 10  # one statin order in 20 events, 200 events offered
+    assert result["answered"] == result["probes"]  # each probe's statin alert came back
+    assert 0 < result["p50_ms"] <= result["p95_ms"] <= result["p99_ms"]

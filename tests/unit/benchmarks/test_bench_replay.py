@@ -1,0 +1,49 @@
+"""The replay benchmark's code on a tiny stream: it runs, and its figures are consistent.
+
+Benchmarks are not tests, so nothing here asserts a time; this keeps `make bench` from rotting.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bench.replay_step import state_sizes
+from bench.run import main as bench_main
+from imnm_common.service_layer.replay import Replay
+from imnm_demo.generator import StreamSpec, generate_lines
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+def test_state_sizes_report_the_compressed_table_value_and_the_json_inside() -> None:
+    replay = Replay()
+    for _ in replay.feed_lines(line.encode() for line in generate_lines(StreamSpec(4, seed=7))):
+        pass
+    sizes = state_sizes(replay)
+    assert 0 < sizes["state_bytes_per_patient_mean"] <= sizes["state_bytes_per_patient_max"]
+    assert sizes["state_bytes_per_patient_mean"] < sizes["state_json_bytes_per_patient_mean"]
+    assert sizes["state_bytes_per_patient_max"] < sizes["state_json_bytes_per_patient_max"]
+
+
+def test_make_bench_replay_section_on_a_tiny_stream(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(REPO)  # the steps run as ``python -m bench.replay_step`` children
+    assert bench_main(["--patients", "6", "--runs", "1", "--only", "replay",
+                       "--results-dir", str(tmp_path)]) == 0
+    saved = sorted(tmp_path.glob("bench-2*.json"))
+    assert len(saved) == 1 and (tmp_path / "bench-latest.json").exists()
+    result = json.loads(saved[0].read_text())
+    replay = result["replay"]
+    lines = list(generate_lines(StreamSpec(patients=6, seed=2025)))
+    assert replay["events"] == len(lines) and replay["patients"] == 6
+    assert replay["transitions"] > 0 and replay["runs"] == 1
+    engine, ceiling = replay["replay_events_per_second"], replay["validate_only_events_per_second"]
+    assert replay["ratio_to_ceiling"] == round(engine / ceiling, 3)
+    assert replay["state_bytes_per_patient_max"] < replay["state_json_bytes_per_patient_max"]
+    assert "pipeline" not in result and result["machine"]["cores"] >= 1
+    printed = capsys.readouterr().out
+    assert "imnm replay (engine)" in printed and str(saved[0]) in printed

@@ -11,6 +11,7 @@ import contextlib
 import random
 import statistics
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -71,10 +72,22 @@ async def passthrough(bootstrap: str, lines: list[bytes], tag: str) -> float:
         await producer.stop()
 
 
+@dataclass(frozen=True)
+class TrackerRun:
+    """One throughput run. ``in_batches_share``: the workers' time inside ``handle_batch`` (parse,
+    rules, state encoding, publishing and awaiting the broker's acks) over their wall time;
+    the rest goes to faust's and aiokafka's consume, changelog and produce machinery."""
+
+    events_per_second: float
+    batches: int
+    mean_batch_events: float
+    in_batches_share: float
+
+
 async def tracker_throughput(bootstrap: str, lines: list[bytes], workdir: Path, tag: str,
-                             workers: int, now: str) -> float:
-    rate, _ = await _tracker_run(bootstrap, lines, workdir, tag, workers, now)
-    return rate
+                             workers: int, now: str) -> TrackerRun:
+    run, _ = await _tracker_run(bootstrap, lines, workdir, tag, workers, now)
+    return run
 
 
 async def tracker_restart(bootstrap: str, lines: list[bytes], workdir: Path, tag: str,
@@ -82,10 +95,11 @@ async def tracker_restart(bootstrap: str, lines: list[bytes], workdir: Path, tag
     """Process the stream with one worker on ``store``, stop it gracefully, start it again:
     seconds until its table has recovered (memory: the whole changelog is read again;
     rocksdb: from local files and offsets)."""
-    rate, restart = await _tracker_run(bootstrap, lines, workdir, tag, 1, now, store=store,
-                                       restart=True)
+    run, restart = await _tracker_run(bootstrap, lines, workdir, tag, 1, now, store=store,
+                                      restart=True)
     assert restart is not None
-    return {"events_per_second": rate, "restart_ready_seconds": restart["ready_seconds"],
+    return {"events_per_second": run.events_per_second,
+            "restart_ready_seconds": restart["ready_seconds"],
             "worker_rss_mib": restart["rss_mib"], "patients": restart["patients"]}
 
 
@@ -99,7 +113,7 @@ def _rss_mib(pid: int) -> float:
 
 async def _tracker_run(bootstrap: str, lines: list[bytes], workdir: Path, tag: str,
                        workers: int, now: str, *, store: str = "memory://",
-                       restart: bool = False) -> tuple[float, dict[str, float] | None]:
+                       restart: bool = False) -> tuple[TrackerRun, dict[str, float] | None]:
     cluster = TrackerCluster(bootstrap, f"bench.trk.{tag}", workdir / tag,
                              partitions=PARTITIONS, timer_interval=60.0, **PRODUCT_DEFAULTS)
     try:
@@ -107,9 +121,9 @@ async def _tracker_run(bootstrap: str, lines: list[bytes], workdir: Path, tag: s
         await _produce_all(bootstrap, cluster.topics.events, lines)
         cluster.set_clock(now)
         started = [cluster.start_worker(f"w{i}", "--store", store) for i in range(workers)]
-        rate = await _processing_rate(cluster, started, len(lines))
+        run = await _processing_rate(cluster, started, len(lines))
         if not restart:
-            return rate, None
+            return run, None
         worker = started[0]
         tracked = worker.metric("imnm_tracker_tracked_patients")
         rss_mib = _rss_mib(worker.process.pid)
@@ -119,13 +133,13 @@ async def _tracker_run(bootstrap: str, lines: list[bytes], workdir: Path, tag: s
         ready = await again.wait_ready(timeout=600)
         if again.metric("imnm_tracker_tracked_patients") != tracked:
             raise RuntimeError("the restarted tracker does not track the same patients")
-        return rate, {"ready_seconds": ready, "rss_mib": rss_mib, "patients": tracked}
+        return run, {"ready_seconds": ready, "rss_mib": rss_mib, "patients": tracked}
     finally:
         cluster.close()
 
 
 async def _processing_rate(cluster: TrackerCluster, workers: list[WorkerProcess],
-                           total: int) -> float:
+                           total: int) -> TrackerRun:
     """Events/s from the first event consumed until the last alert transition is on the alerts
     topic. Only the metrics are polled during the run (a consumer reading along would take CPU
     from the tracker on a small machine). The tracker counts a batch's events before it publishes
@@ -140,12 +154,14 @@ async def _processing_rate(cluster: TrackerCluster, workers: list[WorkerProcess]
     settled: tuple[float, float] | None = None  # (published count, since when)
     deadline = time.monotonic() + 900
     while time.monotonic() < deadline:
-        consumed = published = 0.0
+        consumed = published = batch_seconds = batches = 0.0
         for worker in workers:
             with contextlib.suppress(OSError):
                 samples = worker.metrics()  # one scrape: each costs the worker CPU and the GIL
                 consumed += sample_total(samples, "imnm_tracker_events_consumed_total")
                 published += sample_total(samples, "imnm_tracker_alert_transitions_total")
+                batch_seconds += sample_total(samples, "imnm_tracker_batch_seconds_sum")
+                batches += sample_total(samples, "imnm_tracker_batch_seconds_count")
         now = time.time()
         if not consumed:
             idle = now
@@ -161,7 +177,14 @@ async def _processing_rate(cluster: TrackerCluster, workers: list[WorkerProcess]
                 last_alert = await _newest_timestamp(cluster.bootstrap, [
                     TopicPartition(cluster.topics.alerts, p) for p in range(cluster.partitions)
                 ])
-                return total / (max(last_alert, pending) - first)
+                seconds = max(last_alert, pending) - first
+                return TrackerRun(
+                    events_per_second=total / seconds,
+                    batches=int(batches),
+                    mean_batch_events=round(total / max(batches, 1), 1),
+                    # batches of the last second are counted too: an upper bound, by < 1 s
+                    in_batches_share=round(batch_seconds / (seconds * len(workers)), 3),
+                )
         await asyncio.sleep(POLL_SECONDS)
     raise RuntimeError("the tracker did not process the stream within 900 s")
 
@@ -330,10 +353,12 @@ def pipeline_benchmark(patients: int, runs: int, workdir: Path) -> dict[str, Any
     with LocalKafkaBroker() as broker:
         bootstrap = broker.bootstrap
         ceiling = [asyncio.run(passthrough(bootstrap, lines, f"p{r}")) for r in range(runs)]
-        one = [asyncio.run(tracker_throughput(bootstrap, lines, workdir, f"one{r}", 1, now))
-               for r in range(runs)]
-        two = [asyncio.run(tracker_throughput(bootstrap, lines, workdir, f"two{r}", 2, now))
-               for r in range(runs)]
+        one_runs = [asyncio.run(tracker_throughput(bootstrap, lines, workdir, f"one{r}", 1, now))
+                    for r in range(runs)]
+        two_runs = [asyncio.run(tracker_throughput(bootstrap, lines, workdir, f"two{r}", 2, now))
+                    for r in range(runs)]
+        one = [run.events_per_second for run in one_runs]
+        two = [run.events_per_second for run in two_runs]
         restarts = {
             store: [asyncio.run(tracker_restart(bootstrap, lines, workdir,
                                                 f"re{store[:4]}{r}", now, store))
@@ -369,7 +394,10 @@ def pipeline_benchmark(patients: int, runs: int, workdir: Path) -> dict[str, Any
             for store, runs_ in restarts.items()
         },
         "runs": runs,
-        "raw": {"passthrough": ceiling, "one": one, "two": two},
+        "tracker_one_worker_in_batches_share": median([r.in_batches_share for r in one_runs]),
+        "tracker_one_worker_mean_batch_events": median([r.mean_batch_events for r in one_runs]),
+        "raw": {"passthrough": ceiling, "one": [asdict(run) for run in one_runs],
+                "two": [asdict(run) for run in two_runs]},
     }
     table = [
         (f"pipeline ({len(lines):,} events, median of {runs})", ""),
@@ -378,6 +406,9 @@ def pipeline_benchmark(patients: int, runs: int, workdir: Path) -> dict[str, Any
         ("tracker, 1 worker", f"{result['tracker_one_worker_events_per_second']:,} events/s"),
         ("tracker, 2 workers", f"{result['tracker_two_workers_events_per_second']:,} events/s"),
         ("ratio tracker/ceiling", f"{result['ratio_tracker_to_passthrough']:.3f}"),
+        ("1 worker: time in handle_batch; mean batch",
+         f"{result['tracker_one_worker_in_batches_share']:.0%} of wall time; "
+         f"{result['tracker_one_worker_mean_batch_events']:,} events"),
     ]
     for store, measured in result["restart"].items():
         table.append((f"tracker on {store}: throughput; ready after a graceful restart; "

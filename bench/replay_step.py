@@ -1,4 +1,5 @@
-"""One measured run in a fresh process: ``replay`` (the engine) or ``validate`` (the ceiling).
+"""One measured run in a fresh process: ``replay`` (the engine in-process, input read up front),
+``validate`` (the ceiling), ``memory`` (RSS the states hold) or ``cli`` (``imnm replay FILE``).
 
 Prints one JSON line: events, seconds, events/s, peak RSS, and for replay the state sizes.
 """
@@ -6,13 +7,16 @@ Prints one JSON line: events, seconds, events/s, peak RSS, and for replay the st
 from __future__ import annotations
 
 import json
+import re
 import resource
+import subprocess
 import sys
 import time
 
 from imnm_common.contracts.events import parse_event
 from imnm_common.service_layer.replay import Replay
 from imnm_tracker import stored
+from imnm_tracker.testing import imnm_executable
 
 
 def rss_mib() -> float:
@@ -60,9 +64,33 @@ def state_sizes(replay: Replay) -> dict[str, int]:
     }
 
 
+def cli(path: str) -> None:
+    """``imnm replay FILE`` as a user runs it: a fresh process streaming the file and writing every
+    transition as a JSON line (to /dev/null); wall time includes interpreter start-up."""
+    started = time.perf_counter()
+    done = subprocess.run([*imnm_executable(), "replay", path], stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, text=True, check=False)
+    seconds = time.perf_counter() - started
+    if done.returncode not in (0, 3):  # 3: some lines rejected, still a complete replay
+        raise SystemExit(f"imnm replay failed ({done.returncode}): {done.stderr[-2000:]}")
+    summary = re.search(r"events read (\d+),.*\(([\d,]+) events/s\)", done.stderr)
+    if summary is None:
+        raise SystemExit(f"no summary line from imnm replay: {done.stderr[-2000:]}")
+    events = int(summary.group(1))
+    print(json.dumps({
+        "mode": "cli", "events": events, "seconds": round(seconds, 3),
+        "events_per_second": round(events / seconds),
+        "reported_events_per_second": int(summary.group(2).replace(",", "")),
+        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0, 1),
+    }))
+
+
 def main(mode: str, path: str) -> None:
     if mode == "memory":
         memory(path)
+        return
+    if mode == "cli":
+        cli(path)
         return
     with open(path, "rb") as handle:
         lines = handle.readlines()  # read up front: measure the engine, not the disk

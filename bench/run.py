@@ -23,6 +23,7 @@ def replay_benchmark(patients: int, runs: int, workdir: Path) -> dict[str, Any]:
     replays = [run_json(["-m", "bench.replay_step", "replay", str(path)]) for _ in range(runs)]
     ceilings = [run_json(["-m", "bench.replay_step", "validate", str(path)]) for _ in range(runs)]
     memories = [run_json(["-m", "bench.replay_step", "memory", str(path)]) for _ in range(runs)]
+    clis = [run_json(["-m", "bench.replay_step", "cli", str(path)]) for _ in range(runs)]
     engine = median([r["events_per_second"] for r in replays])
     ceiling = median([r["events_per_second"] for r in ceilings])
     last = replays[-1]
@@ -34,13 +35,15 @@ def replay_benchmark(patients: int, runs: int, workdir: Path) -> dict[str, Any]:
         "validate_only_events_per_second": ceiling,
         "ratio_to_ceiling": round(engine / ceiling, 3),
         "replay_peak_rss_mib": median([r["peak_rss_mib"] for r in memories]),
+        "cli_events_per_second": median([r["events_per_second"] for r in clis]),
+        "cli_peak_rss_mib": median([r["peak_rss_mib"] for r in clis]),
         "state_bytes_per_patient_mean": last["state_bytes_per_patient_mean"],
         "state_bytes_per_patient_max": last["state_bytes_per_patient_max"],
         "state_json_bytes_per_patient_mean": last["state_json_bytes_per_patient_mean"],
         "state_json_bytes_per_patient_max": last["state_json_bytes_per_patient_max"],
         "rss_mib_per_10k_patients": median([r["rss_mib_per_10k_patients"] for r in memories]),
         "runs": runs,
-        "raw": {"replay": replays, "validate": ceilings, "memory": memories},
+        "raw": {"replay": replays, "validate": ceilings, "memory": memories, "cli": clis},
     }
 
 
@@ -78,11 +81,15 @@ def _print(results: dict[str, Any]) -> None:
         print(f"\nreplay: {replay['events']:,} events, {replay['patients']:,} patients, "
               f"median of {replay['runs']} runs")
         rows = [
-            ("imnm replay (engine)", f"{replay['replay_events_per_second']:,} events/s"),
+            ("replay engine (in-process, lines in memory)",
+             f"{replay['replay_events_per_second']:,} events/s"),
             ("parse+validate only (ceiling)",
              f"{replay['validate_only_events_per_second']:,} events/s"),
             ("ratio engine/ceiling", f"{replay['ratio_to_ceiling']:.3f}"),
             ("replay peak RSS (streaming the file)", f"{replay['replay_peak_rss_mib']} MiB"),
+            ("imnm replay FILE > /dev/null (whole CLI)",
+             f"{replay['cli_events_per_second']:,} events/s, "
+             f"peak RSS {replay['cli_peak_rss_mib']} MiB"),
             ("state per patient in the table (mean/max)",
              f"{replay['state_bytes_per_patient_mean']:,} / "
              f"{replay['state_bytes_per_patient_max']:,} bytes"),

@@ -28,7 +28,10 @@ async def test_passthrough_and_tracker_throughput_cover_the_whole_stream(
     tracker = await tracker_throughput(kafka_bootstrap, lines, tmp_path, unique_name("trk"), 1,
                                        "2026-01-01T00:00:00Z")
     assert math.isfinite(ceiling) and ceiling > 0
-    assert math.isfinite(tracker) and tracker > 0
+    assert math.isfinite(tracker.events_per_second) and tracker.events_per_second > 0
+    assert tracker.batches >= 1
+    assert tracker.mean_batch_events == round(len(lines) / tracker.batches, 1)
+    assert tracker.in_batches_share > 0
 
 
 @pytest.mark.parametrize("measure", ["tracker", "relay"])

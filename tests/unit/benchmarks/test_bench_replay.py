@@ -46,4 +46,8 @@ def test_make_bench_replay_section_on_a_tiny_stream(
     assert replay["state_bytes_per_patient_max"] < replay["state_json_bytes_per_patient_max"]
     assert "pipeline" not in result and result["machine"]["cores"] >= 1
     printed = capsys.readouterr().out
-    assert "imnm replay (engine)" in printed and str(saved[0]) in printed
+    assert "replay engine" in printed and "imnm replay FILE" in printed
+    assert str(saved[0]) in printed
+    cli = replay["raw"]["cli"][0]
+    assert cli["events"] == len(lines)  # the CLI's own summary: every line read
+    assert replay["cli_events_per_second"] > 0 and replay["cli_peak_rss_mib"] > 0

@@ -6,6 +6,8 @@ Benchmarks are not tests, so nothing here asserts a time; this keeps `make bench
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -51,3 +53,18 @@ def test_make_bench_replay_section_on_a_tiny_stream(
     cli = replay["raw"]["cli"][0]
     assert cli["events"] == len(lines)  # the CLI's own summary: every line read
     assert replay["cli_events_per_second"] > 0 and replay["cli_peak_rss_mib"] > 0
+
+
+def test_peak_rss_is_the_steps_own_not_its_parents(tmp_path: Path) -> None:
+    """ru_maxrss of a child starts at its parent's RSS at fork: a bench step started by a parent
+    holding a big stream reported the parent's size. The step must report its own peak."""
+    stream = tmp_path / "tiny.jsonl"
+    stream.write_text("".join(line + "\n" for line in generate_lines(StreamSpec(3, seed=1))))
+    ballast = bytearray(400 * 2**20)
+    for offset in range(0, len(ballast), 4096):  # touch every page: resident, not just mapped
+        ballast[offset] = 1
+    done = subprocess.run([sys.executable, "-m", "bench.replay_step", "memory", str(stream)],
+                          cwd=REPO, capture_output=True, text=True, check=True)
+    del ballast
+    peak = json.loads(done.stdout)["peak_rss_mib"]
+    assert 0 < peak < 300  # a 3-patient replay: tens of MiB, not the parent's 400+

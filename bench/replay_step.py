@@ -16,7 +16,6 @@ import time
 from imnm_common.contracts.events import parse_event
 from imnm_common.service_layer.replay import Replay
 from imnm_tracker import stored
-from imnm_tracker.testing import imnm_executable
 
 
 def rss_mib() -> float:
@@ -75,6 +74,9 @@ def state_sizes(replay: Replay) -> dict[str, int]:
 def cli(path: str) -> None:
     """``imnm replay FILE`` as a user runs it: a fresh process streaming the file and writing every
     transition as a JSON line (to /dev/null); wall time includes interpreter start-up."""
+    from imnm_tracker.testing import imnm_executable  # here: it imports aiokafka, which the
+    # other steps' RSS figures should not include
+
     launcher_rss = current_rss_mib()
     started = time.perf_counter()
     done = subprocess.run([*imnm_executable(), "replay", path], stdout=subprocess.DEVNULL,

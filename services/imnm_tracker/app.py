@@ -103,6 +103,9 @@ class FaustPublisher:
             await future
 
 
+MAX_FETCH_BYTES_PER_PARTITION = 4 * 1024 * 1024
+
+
 class TrackerApp:
     """One worker's faust app. ``partitions`` is the events topic's (see topics_setup)."""
 
@@ -123,6 +126,12 @@ class TrackerApp:
             "web_enabled": False,  # /metrics is served by prometheus_client (metrics.py)
             "worker_redirect_stdouts": False,
             "autodiscover": False,
+            # Changelog recovery is bound by fetch round trips, not CPU (the worker uses under one
+            # core while recovering). One-off runs, 3,000 patients after a year, LZ4 values: ready
+            # after a memory:// restart in 23.7 s at 384 KiB per partition fetch, 12.2-13.1 s at
+            # faust's 1 MiB default, 7.9-8.4 s at 4 MiB; the worker holds more fetched data (RSS
+            # 309 vs 223 MiB with 5,000 patients). See README "Recovery".
+            "consumer_max_fetch_size": MAX_FETCH_BYTES_PER_PARTITION,
         }
         if options.session_timeout is not None:
             conf["broker_session_timeout"] = options.session_timeout

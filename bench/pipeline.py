@@ -182,7 +182,8 @@ async def _processing_rate(cluster: TrackerCluster, workers: list[WorkerProcess]
                     events_per_second=total / seconds,
                     batches=int(batches),
                     mean_batch_events=round(total / max(batches, 1), 1),
-                    # batches of the last second are counted too: an upper bound, by < 1 s
+                    # the last batch's publish and saves can end after the run's end: an
+                    # upper bound, by at most one batch
                     in_batches_share=round(batch_seconds / (seconds * len(workers)), 3),
                 )
         await asyncio.sleep(POLL_SECONDS)

@@ -14,6 +14,7 @@ import sys
 import time
 
 from imnm_common.contracts.events import parse_event
+from imnm_common.domain import engine
 from imnm_common.service_layer.replay import Replay
 from imnm_tracker import stored
 
@@ -60,7 +61,7 @@ def state_sizes(replay: Replay) -> dict[str, int]:
     """Per tracked patient: the table value the tracker stores (header + LZ4 body, what the
     changelog and RocksDB hold) and the uncompressed positional JSON inside it."""
     tracked = [s for s in replay.states.values() if s.diagnosis is not None]
-    table = [len(stored.encode(s, 0, s.evaluated_at)) for s in tracked]
+    table = [len(stored.encode(s, 0, engine.next_due(s))) for s in tracked]  # as core._save
     plain = [len(s.to_bytes()) for s in tracked]
     count = max(len(tracked), 1)
     return {

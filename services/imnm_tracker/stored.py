@@ -10,10 +10,11 @@ must keep only the patients of the partitions it now owns (the in-memory store a
 standby and previously owned partitions). Reading partition and due time from one short line
 costs far less than decoding every state, and does not depend on the store's internals.
 
-Why LZ4: the state is mostly repeated ids, statuses and dose texts, so it compresses about 2.7x
-(a year of treatment: 3.9 KB -> 1.5 KB mean, 6.3 KB -> 2.2 KB for the largest), which is what
-the changelog topic, RocksDB and recovery read back. Encoding is on the tracker's hot path: LZ4
-adds ~7 us to the ~60 us JSON encoding; zlib and zstd compress a little further for 2-7x that.
+Why LZ4: the state is mostly repeated ids, statuses and dose texts, so it compresses about 2.6x
+(`make bench`, 5,000 patients after a year: 3.9 KB -> 1.5 KB mean, 6.8 KB -> 2.5 KB largest),
+which is what the changelog topic, RocksDB and recovery read back. Encoding is on the tracker's
+hot path: LZ4 adds ~7 us to the ~60 us JSON encoding; zlib and zstd compress a little further
+for 2-7x that (one-off measurements, README "Performance").
 
 ``imnm-state/1`` values (uncompressed, written before LZ4) are still read, so a changelog written
 by an earlier version recovers; each is rewritten as /2 the next time its patient changes.

@@ -36,7 +36,9 @@ def test_foreign_values_are_refused(raw: bytes) -> None:
         stored.peek(raw)
 
 
-def _year_of_treatment() -> PatientState:
+@pytest.fixture(scope="module")
+def year_of_treatment() -> PatientState:
+    """The largest state of a generated year (read only by the tests)."""
     replay = Replay()
     lines = generate_lines(StreamSpec(patients=3, seed=2025))
     for _ in replay.feed_lines(line.encode() for line in lines):
@@ -44,8 +46,8 @@ def _year_of_treatment() -> PatientState:
     return max(replay.states.values(), key=lambda state: len(state.to_bytes()))
 
 
-def test_stored_values_are_compressed_and_round_trip() -> None:
-    state = _year_of_treatment()
+def test_stored_values_are_compressed_and_round_trip(year_of_treatment: PatientState) -> None:
+    state = year_of_treatment
     plain = state.to_bytes()
     raw = stored.encode(state, 2, 1.0e9)
     assert raw.startswith(b"imnm-state/2 2 1000000000.0\n")
@@ -53,15 +55,19 @@ def test_stored_values_are_compressed_and_round_trip() -> None:
     assert stored.decode(raw).to_bytes() == plain
 
 
-def test_values_written_before_compression_are_still_read() -> None:
-    state = _year_of_treatment()
+def test_values_written_before_compression_are_still_read(
+    year_of_treatment: PatientState,
+) -> None:
+    state = year_of_treatment
     legacy = b"imnm-state/1 5 -\n" + state.to_bytes()  # what the first format stored
     assert stored.peek(legacy) == stored.StoredHeader(5, None)
     assert stored.decode(legacy) == state
 
 
-def test_a_corrupt_compressed_body_is_a_stored_value_error() -> None:
-    raw = stored.encode(_year_of_treatment(), 0, None)
+def test_a_corrupt_compressed_body_is_a_stored_value_error(
+    year_of_treatment: PatientState,
+) -> None:
+    raw = stored.encode(year_of_treatment, 0, None)
     head, _, body = raw.partition(b"\n")
     with pytest.raises(stored.StoredValueError, match="corrupt imnm-state/2 body"):
         stored.decode(head + b"\n" + body[:4] + b"\xff" * 40)

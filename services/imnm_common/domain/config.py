@@ -99,6 +99,9 @@ class RulesConfig(BaseModel):
     pulse_threshold_mg_per_day: float = Field(default=250.0, gt=0)
     seen_event_ids_kept: int = Field(default=16, ge=0)
     lab_history_days: float = Field(default=400.0, gt=0)
+    # Orders that stopped counting this long before the patient's latest event are summarised
+    # (engine.settle_orders): state stays bounded for patients treated for years.
+    order_history_days: float = Field(default=400.0, gt=0)
 
 
 DEFAULT_RULES_CONFIG = RulesConfig()

@@ -32,8 +32,14 @@ from imnm_common.contracts.events import (
 from imnm_common.domain import knowledge
 from imnm_common.domain.config import DEFAULT_RULES_CONFIG, RulesConfig
 from imnm_common.domain.knowledge import DrugClass
-from imnm_common.domain.picture import order_recorded, picture_at
-from imnm_common.domain.rules import RULES, Finding, RuleContext
+from imnm_common.domain.picture import (
+    merge_intervals,
+    order_recorded,
+    picture_at,
+    summed_dose_steps,
+    therapy_intervals,
+)
+from imnm_common.domain.rules import RULES, Finding, RuleContext, left_force_last
 from imnm_common.domain.state import (
     DAY,
     Diagnosis,
@@ -43,6 +49,7 @@ from imnm_common.domain.state import (
     OpenAlert,
     OrderVersion,
     PatientState,
+    SettledOrders,
 )
 
 IMMEDIATE_RULES = tuple(name for name, (info, _) in RULES.items() if info.immediate)
@@ -125,6 +132,7 @@ def apply(
     state.clock = at if state.clock is None else max(state.clock, at)
     if stale:
         return ApplyOutcome(stale=True)
+    settle_orders(state, config)
     state.pending_at = state.clock
     rules = _rules_read_by(state, event)
     _mark_dirty(state, rules)
@@ -166,6 +174,8 @@ def _record_order(state: PatientState, event: MedicationOrderEvent, at: float) -
     order = state.orders.get(event.order_id)
     if order is not None and at < order.latest.at:
         return False  # "latest occurred_at wins": an older version never changes state
+    if order is None and state.settled is not None and at < state.settled.before:
+        return False  # possibly a settled order's: history before the horizon is final
     # Only statin and methotrexate alerts quote the order's agents, name and dose: others do
     # not carry that text in the state, which every table write copies.
     quoted = DrugClass.STATIN in recognition.classes or "methotrexate" in recognition.agents
@@ -285,6 +295,78 @@ def _record_diagnosis(state: PatientState, event: DiagnosisEvent, at: float) -> 
     if current is not None and current.status == "active" and event.status == "active":
         return  # still the same tracked episode: keep its start
     state.diagnosis = Diagnosis(at=at, status=event.status, event_id=event.event_id)
+
+
+# --------------------------------------------------------------------------------------------
+# bounded history
+SETTLE_EVERY_DAYS = 30.0  # the horizon moves in steps of this
+
+
+def settle_orders(state: PatientState, config: RulesConfig) -> None:
+    """Replace the orders that stopped counting before the history horizon by what they still
+    say: their summed glucocorticoid dose steps, their therapy intervals and when each drug class
+    last stopped counting. Every rule reads an old order only through those (a course's start and
+    peak, a treatment span's start, "due since the cover stopped"), so judgments at or after the
+    horizon are unchanged; a patient treated for years keeps a bounded number of orders.
+    """
+    assert state.clock is not None
+    judged = state.clock if state.evaluated_at is None else min(state.clock, state.evaluated_at)
+    # On a 30-day grid, so the horizons (and the summaries) follow from the events alone.
+    step = SETTLE_EVERY_DAYS * DAY
+    horizon = (judged - config.order_history_days * DAY) // step * step
+    if horizon == state.derived.get("settle_checked") or (
+        state.settled is not None and horizon <= state.settled.before
+    ):
+        return
+    state.derived["settle_checked"] = horizon  # nothing else can qualify before it moves
+    # an order whose alert is still open stays: its resolution quotes it
+    alerted = {slot.partition(":")[2] for slot in state.open_alerts}
+    settling = [
+        order for order in state.orders.values()
+        if order.order_id not in alerted and _stopped_counting_by(order, horizon)
+    ]
+    if not settling:
+        return
+    previous = state.settled or SettledOrders(before=horizon)
+    glucocorticoids = [o for o in settling if DrugClass.GLUCOCORTICOID in o.classes]
+    spans = list(previous.therapy_spans)
+    stopped = dict(previous.stopped_counting_at)
+    for order in settling:
+        if DrugClass.GLUCOCORTICOID in order.classes or DrugClass.STEROID_SPARING in order.classes:
+            spans.extend(therapy_intervals(order, _ALL_TIME))
+        left = left_force_last([order], _ALL_TIME)
+        if left is not None:
+            for cls in order.classes:
+                stopped[cls] = max(stopped.get(cls, left), left)
+    state.settled = SettledOrders(
+        before=horizon,
+        glucocorticoid_steps=summed_dose_steps(
+            glucocorticoids, _ALL_TIME, previous.glucocorticoid_steps
+        ),
+        therapy_spans=merge_intervals(spans),
+        stopped_counting_at=stopped,
+    )
+    gone = {order.order_id for order in settling}
+    state.orders = {oid: order for oid, order in state.orders.items() if oid not in gone}
+    # per-order slots ("statin_active:<order>"): an order id seen again starts afresh anyway
+    state.last_resolved = {
+        slot: at for slot, at in state.last_resolved.items()
+        if slot.partition(":")[2] not in gone
+    }
+    state.derived.clear()
+    state.derived["settle_checked"] = horizon
+
+
+def _stopped_counting_by(order: MedicationOrder, horizon: float) -> bool:
+    latest = order.latest
+    return (
+        latest.at <= horizon
+        and not latest.in_force
+        and all(end <= horizon for _, end in therapy_intervals(order, _ALL_TIME))
+    )
+
+
+_ALL_TIME = float("inf")
 
 
 # --------------------------------------------------------------------------------------------

@@ -53,11 +53,12 @@ def dose_steps(state: PatientState, until: float) -> list[DoseStep]:
         return steps
     orders = state.orders_of(DrugClass.GLUCOCORTICOID)
     latest = max((o.latest.at for o in orders), default=float("-inf"))
+    settled = state.settled.glucocorticoid_steps if state.settled else []
     if until >= latest:
-        steps = _dose_steps(orders, until)
+        steps = summed_dose_steps(orders, until, settled)
         state.derived["steps"] = (latest, steps)  # shared: callers treat steps as read-only
         return steps
-    return _dose_steps(orders, until)
+    return summed_dose_steps(orders, until, settled)
 
 
 def order_recorded(state: PatientState, order: MedicationOrder, at: float) -> None:
@@ -103,7 +104,8 @@ def order_recorded(state: PatientState, order: MedicationOrder, at: float) -> No
         del derived["steps"]
         return
     steps = [step for step in steps if step[0] < at]  # a new list: pictures may hold the old
-    total = 0.0
+    # settled orders count only before the settled horizon, which a version rarely precedes
+    total = dose_at(state.settled.glucocorticoid_steps, at) if state.settled else 0.0
     for gc_order in state.orders_of(DrugClass.GLUCOCORTICOID):
         version = gc_order.latest  # at or before ``at``: nothing is later
         if version.in_force:
@@ -115,11 +117,17 @@ def order_recorded(state: PatientState, order: MedicationOrder, at: float) -> No
         insort(instants, at + DAY)  # see _instants_of_change: a recent stop
 
 
-def _dose_steps(orders: list[MedicationOrder], until: float) -> list[DoseStep]:
-    times = sorted({v.at for o in orders for v in o.versions if v.at <= until})
+def summed_dose_steps(
+    orders: list[MedicationOrder], until: float, settled: list[DoseStep]
+) -> list[DoseStep]:
+    """The steps of ``orders`` plus ``settled`` (the summed steps of orders no longer kept)."""
+    times = sorted(
+        {v.at for o in orders for v in o.versions if v.at <= until}
+        | {at for at, _ in settled if at <= until}
+    )
     steps: list[DoseStep] = []
     for at in times:
-        total = 0.0
+        total = dose_at(settled, at) if settled else 0.0
         for order in orders:
             version = order.version_at(at)
             if version is not None and version.in_force:
@@ -250,6 +258,9 @@ def _instants_of_change(state: PatientState, picture: ClinicalPicture) -> list[f
         instants.add(start)
         if mg_per_day <= _EPSILON_MG:
             instants.add(start + DAY)  # a stop is "recent" for one bridged gap (max_gap)
+    if state.settled is not None:
+        # Settled orders changed the picture only before this: no segment spans it.
+        instants.add(state.settled.before)
     instants.discard(float("inf"))
     return sorted(instants)
 
@@ -414,6 +425,8 @@ class ClinicalPicture:
             spans.extend(self.intervals(order))
         for order in self.state.orders_of(DrugClass.GLUCOCORTICOID):
             spans.extend(self.intervals(order))  # incl. doses of unknown size
+        if self.state.settled is not None:
+            spans.extend(self.state.settled.therapy_spans)
         merged = merge_intervals(spans)
         if complete:
             self.state.derived["treatment_spans"] = merged

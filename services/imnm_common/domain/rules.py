@@ -77,7 +77,7 @@ def _order_evidence(orders: list[MedicationOrder], at: float) -> list[str]:
     return ids
 
 
-def _left_force_last(orders: list[MedicationOrder], at: float) -> float | None:
+def left_force_last(orders: list[MedicationOrder], at: float) -> float | None:
     """Latest time any of these orders stopped counting (for "became due when X stopped")."""
     latest = None
     for order in orders:
@@ -145,15 +145,17 @@ def _diagnosis_evidence(ctx: RuleContext) -> list[str]:
 class _MissingCover:
     rule: str
     summary: str
-    missing: Callable[[ClinicalPicture], tuple[list[str], list[MedicationOrder]]]
+    missing: Callable[[ClinicalPicture], tuple[list[str], float | None]]
     why: str
     suggestions: tuple[str, ...]
 
 
 def _missing(
     *classes: DrugClass, counting: bool = False
-) -> Callable[[ClinicalPicture], tuple[list[str], list[MedicationOrder]]]:
-    def check(p: ClinicalPicture) -> tuple[list[str], list[MedicationOrder]]:
+) -> Callable[[ClinicalPicture], tuple[list[str], float | None]]:
+    """The classes absent now, and the latest time any order of them stopped counting."""
+
+    def check(p: ClinicalPicture) -> tuple[list[str], float | None]:
         absent: list[str] = []
         orders: list[MedicationOrder] = []
         for cls in classes:
@@ -161,7 +163,13 @@ def _missing(
             if not present:
                 absent.append(cls.value.replace("_", " "))
             orders.extend(p.state.orders_of(cls))
-        return absent, orders
+        if not absent:
+            return absent, None
+        stopped = [left_force_last(orders, p.at)]
+        if p.state.settled is not None:
+            settled_stops = p.state.settled.stopped_counting_at
+            stopped.extend(settled_stops.get(cls) for cls in classes)
+        return absent, max((at for at in stopped if at is not None), default=None)
 
     return check
 
@@ -228,10 +236,9 @@ def _sustained_rule(rule: str) -> Callable[[RuleContext], list[Finding]]:
         if p.at < due_at:
             ctx.due(due_at)
             return []
-        absent, cover_orders = cover.missing(p)
+        absent, stopped = cover.missing(p)
         if not absent:
             return []
-        stopped = _left_force_last(cover_orders, p.at)
         # After a short (bridged) gap the condition holds again only from the restart: a new
         # episode, so a new alert id rather than a re-open of the resolved one.
         restarted = bridged_run_start(p.steps, lambda mg_day: mg_day >= threshold, p.at, 0.0)

@@ -112,6 +112,25 @@ class Diagnosis:
 
 
 @dataclass(slots=True)
+class SettledOrders:
+    """What the orders dropped from a long history still say (see ``engine.settle_orders``).
+
+    An order is settled once it stopped counting (in force or in a post-dose window) before
+    ``before``; every later judgment reads it only through these three summaries, so dropping it
+    changes no finding. History before ``before`` is final: a version dated earlier for an order
+    not kept is stale.
+    """
+
+    before: float
+    # summed prednisone-equivalent mg/day of the settled orders, as dose steps (0 from the end)
+    glucocorticoid_steps: list[tuple[float, float]] = field(default_factory=list)
+    # merged intervals in which settled glucocorticoid or steroid-sparing orders counted
+    therapy_spans: list[tuple[float, float]] = field(default_factory=list)
+    # drug class -> the latest time a settled order of that class stopped counting
+    stopped_counting_at: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
 class PatientState:
     patient_id: str
     diagnosis: Diagnosis | None = None
@@ -129,6 +148,7 @@ class PatientState:
     pending_at: float | None = None  # an instant whose dose-based rules are not judged yet
     rule_due: dict[str, float] = field(default_factory=dict)  # rule -> its next change time
     dirty_rules: list[str] = field(default_factory=list)  # touched by events not judged yet
+    settled: SettledOrders | None = None  # summary of orders dropped from ``orders``
     # Derived from ``orders`` (kept true by picture.order_recorded); never serialised, never
     # compared.
     derived: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
@@ -168,15 +188,18 @@ class PatientState:
                                                       self.pending_at)],
             {rule: t(due) for rule, due in self.rule_due.items()},
             self.dirty_rules,
+            _settled_to_list(self.settled),
         ])
 
     @classmethod
     def from_bytes(cls, data: bytes | str) -> PatientState:
         raw = orjson.loads(data)
-        if not isinstance(raw, list) or not raw or raw[0] != _FORMAT:
+        if not isinstance(raw, list) or not raw or raw[0] not in _FORMATS_READ:
             raise ValueError(f"not a PatientState in format {_FORMAT}")
+        if raw[0] == _FORMAT_WITHOUT_SETTLED:
+            raw.append(None)
         (_, patient_id, diagnosis, antibody, statin_associated, orders, cks, troughs, scores,
-         alerts, last_resolved, seen, times, rule_due, dirty_rules) = raw
+         alerts, last_resolved, seen, times, rule_due, dirty_rules, settled) = raw
         return cls(
             patient_id=patient_id,
             diagnosis=Diagnosis(*diagnosis) if diagnosis else None,
@@ -198,6 +221,7 @@ class PatientState:
             pending_at=times[2],
             rule_due=rule_due,
             dirty_rules=dirty_rules,
+            settled=_settled_from_list(settled),
         )
 
     def tracked_at(self, at: float) -> bool:
@@ -217,7 +241,9 @@ class PatientState:
 
 
 DAY = 86_400.0
-_FORMAT = 3
+_FORMAT = 4
+_FORMAT_WITHOUT_SETTLED = 3  # written before orders were settled; still read
+_FORMATS_READ = frozenset({_FORMAT, _FORMAT_WITHOUT_SETTLED})
 
 
 def _compact_time(ts: float) -> float | int:
@@ -226,3 +252,27 @@ def _compact_time(ts: float) -> float | int:
     computed (floats) or decoded (ints)."""
     whole = int(ts)
     return whole if whole == ts else ts
+
+
+def _settled_to_list(settled: SettledOrders | None) -> list[Any] | None:
+    if settled is None:
+        return None
+    t = _compact_time
+    return [
+        t(settled.before),
+        [[t(at), mg] for at, mg in settled.glucocorticoid_steps],
+        [[t(start), t(end)] for start, end in settled.therapy_spans],
+        {cls: t(at) for cls, at in settled.stopped_counting_at.items()},
+    ]
+
+
+def _settled_from_list(raw: list[Any] | None) -> SettledOrders | None:
+    if raw is None:
+        return None
+    before, steps, spans, stopped = raw
+    return SettledOrders(
+        before=before,
+        glucocorticoid_steps=[(at, mg) for at, mg in steps],
+        therapy_spans=[(start, end) for start, end in spans],
+        stopped_counting_at=stopped,
+    )

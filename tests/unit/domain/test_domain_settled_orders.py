@@ -1,0 +1,124 @@
+"""Settling old orders (engine.settle_orders): a patient treated for years keeps a bounded state,
+and no transition changes because of it."""
+
+from __future__ import annotations
+
+import orjson
+from domain_chart import Chart, fingerprint, iso, parse, replay, ts
+
+from imnm_common.domain import engine
+from imnm_common.domain.config import RulesConfig
+from imnm_common.domain.picture import therapy_intervals
+from imnm_common.domain.state import PatientState
+from imnm_common.service_layer.replay import Replay
+
+NEVER_SETTLE = RulesConfig(order_history_days=100_000)
+YEARS = 6
+
+
+def years_of_maintenance(chart: Chart, years: int = YEARS) -> float:
+    """Monthly IVIG and prednisone renewals tapered to a maintenance dose, quarterly methotrexate
+    renewals, a monthly CK and a quarterly MMT-8; a statin restarted once by mistake. Returns the
+    last day."""
+    chart.dx(0, antibody="anti-HMGCR", statin_associated=True)
+    # treatment began with azathioprine alone: the treatment span starts there, not at day 1
+    chart.rx("aza", -40, "azathioprine", dose=150)
+    chart.rx("aza", 100, "azathioprine", dose=150, status="stopped")
+    chart.rx("pjp", 0, "Bactrim SS", dose=1, unit="tablet")
+    chart.rx("pjp", 60, "Bactrim SS", dose=1, unit="tablet", status="stopped")
+    dose, previous = 60.0, None
+    month = 0
+    for month, day in enumerate(range(1, 365 * years, 28), start=1):
+        if previous is not None:
+            chart.stop(previous, day)
+        dose = max(5.0, round(dose * 0.85, 1))
+        previous = f"pred-{month}"
+        chart.pred(previous, day, dose)
+        chart.rx(f"ivig-{month}", day + 1, "IVIG", dose=140, unit="g", per=None, route="IV")
+        chart.rx(f"ivig-{month}", day + 3, "IVIG", dose=140, unit="g", per=None, route="IV",
+                 status="completed")
+        if not 40 <= month <= 44:  # CK missed for a while: "overdue ... treatment since"
+            chart.ck(day + 2, 320.0, reference_high=200.0)
+        if month % 3 == 0:
+            chart.mmt8(day + 2, 140.0)
+        if month % 3 == 1:
+            if month > 1:
+                chart.rx(f"mtx-{month - 3}", day, "methotrexate", dose=20, per="wk",
+                         status="stopped")
+            chart.rx(f"mtx-{month}", day, "methotrexate", dose=20, per="wk")
+        if month == 30:
+            chart.rx("statin", day, "atorvastatin 40 mg", dose=40)
+            chart.rx("statin", day + 5, "atorvastatin 40 mg", dose=40, status="stopped")
+    return float(28 * month + 5)
+
+
+def _final_state(events: list[dict[str, object]], config: RulesConfig) -> PatientState:
+    r = Replay(config)
+    for line in events:
+        list(r.feed_lines([orjson.dumps(line)]))
+    return r.states["MRN-1"]
+
+
+def test_years_of_treatment_give_the_same_transitions_with_a_bounded_state(chart: Chart) -> None:
+    last_day = years_of_maintenance(chart)
+    settled = replay(chart.events, last_day)
+    kept = replay(chart.events, last_day, NEVER_SETTLE)
+    assert fingerprint(settled) == fingerprint(kept)
+    assert any(t.rule == "statin_active" for t in settled)
+    assert any(t.rule == "pjp_prophylaxis_missing" for t in settled)  # quotes the course start
+    overdue = [t for t in settled if t.rule == "ck_monitoring_overdue" and t.status == "open"]
+    assert overdue[-1].raised_at.timestamp() > ts(40 * 28)
+    assert f"treatment since {iso(-40)[:10]}" in overdue[-1].detail
+
+    long_state = _final_state(chart.events, engine.DEFAULT_RULES_CONFIG)
+    full_state = _final_state(chart.events, NEVER_SETTLE)
+    assert long_state.settled is not None and full_state.settled is None
+    assert len(full_state.orders) > 150
+    assert len(long_state.orders) < 50  # about 400 days of orders, not six years
+    assert not any(slot.startswith("statin_active:") for slot in long_state.last_resolved)
+    assert len(long_state.to_bytes()) < len(full_state.to_bytes()) / 2
+
+
+def test_settled_summaries_keep_the_course_and_the_cover_history(chart: Chart) -> None:
+    last_day = years_of_maintenance(chart, years=3)
+    state = _final_state(chart.events, engine.DEFAULT_RULES_CONFIG)
+    settled = state.settled
+    assert settled is not None
+    assert settled.before <= ts(last_day) - 400 * 86_400
+    # azathioprine from day -40, then prednisone without a break: one span from day -40
+    assert settled.therapy_spans[0][0] == ts(-40)
+    assert settled.glucocorticoid_steps[0] == (ts(1), 60.0 * 0.85)
+    assert settled.glucocorticoid_steps[-1][1] == 0.0  # settled orders count no longer
+    assert settled.stopped_counting_at["pjp_prophylaxis"] == ts(60)
+    for order in state.orders.values():  # what is kept still counted after the horizon
+        assert order.latest.in_force or any(
+            end > settled.before for _, end in therapy_intervals(order, float("inf")))
+
+
+def test_settled_state_round_trips_and_the_earlier_format_is_still_read(chart: Chart) -> None:
+    years_of_maintenance(chart, years=3)
+    state = _final_state(chart.events, engine.DEFAULT_RULES_CONFIG)
+    assert PatientState.from_bytes(state.to_bytes()).to_bytes() == state.to_bytes()
+
+    earlier = orjson.loads(PatientState(patient_id="MRN-9").to_bytes())
+    earlier[0] = 3  # the format before settling had no summary element
+    restored = PatientState.from_bytes(orjson.dumps(earlier[:-1]))
+    assert restored.patient_id == "MRN-9" and restored.settled is None
+
+
+def test_an_unknown_order_dated_before_the_horizon_is_stale(chart: Chart) -> None:
+    years_of_maintenance(chart, years=3)
+    state = _final_state(chart.events, engine.DEFAULT_RULES_CONFIG)
+    assert state.settled is not None
+    horizon_day = (state.settled.before - ts(0)) / 86_400
+    late = Chart()
+    before, after = parse([
+        late.rx("statin-old", horizon_day - 10, "atorvastatin 40 mg", dose=40, eid="late-1"),
+        late.rx("statin-new", horizon_day + 10, "atorvastatin 40 mg", dose=40, eid="late-2"),
+    ])
+    outcome = engine.apply(state, before, engine.DEFAULT_RULES_CONFIG)
+    assert outcome.stale and "statin-old" not in state.orders
+    # late but after the horizon: judged as ever (the statin alert opens at once)
+    outcome = engine.apply(state, after, engine.DEFAULT_RULES_CONFIG)
+    assert not outcome.stale and "statin-new" in state.orders
+    assert [t.rule for t in outcome.transitions] == ["statin_active"]

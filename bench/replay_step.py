@@ -1,5 +1,6 @@
 """One measured run in a fresh process: ``replay`` (the engine in-process, input read up front),
-``validate`` (the ceiling), ``memory`` (RSS the states hold) or ``cli`` (``imnm replay FILE``).
+``validate`` (the ceiling), ``memory`` (RSS the states hold), ``cli`` (``imnm replay FILE``) or
+``long_term`` / ``long_term_unsettled`` (state after years of care, old orders settled or kept).
 
 Prints one JSON line: events, seconds, events/s, peak RSS, and for replay the state sizes.
 """
@@ -15,6 +16,7 @@ import time
 
 from imnm_common.contracts.events import parse_event
 from imnm_common.domain import engine
+from imnm_common.domain.config import RulesConfig
 from imnm_common.service_layer.replay import Replay
 from imnm_tracker import stored
 
@@ -100,9 +102,38 @@ def cli(path: str) -> None:
     }))
 
 
+def long_term(path: str, settle: bool) -> None:
+    """Years of maintenance care: the state per tracked patient at the end, with old orders
+    settled (the product) or kept (``order_history_days`` beyond the stream), and the orders
+    each keeps."""
+    config = RulesConfig() if settle else RulesConfig(order_history_days=UNSETTLED_DAYS)
+    with open(path, "rb") as handle:
+        lines = handle.readlines()
+    replay = Replay(config)
+    started = time.perf_counter()
+    transitions = sum(1 for _ in replay.feed_lines(lines))
+    transitions += sum(1 for _ in replay.finish())
+    seconds = time.perf_counter() - started
+    tracked = [s for s in replay.states.values() if s.diagnosis is not None]
+    print(json.dumps({
+        "mode": "long_term" if settle else "long_term_unsettled", "events": len(lines),
+        "patients": len(replay.states), "transitions": transitions,
+        "seconds": round(seconds, 3), "events_per_second": round(len(lines) / seconds),
+        "orders_per_patient_mean": round(sum(len(s.orders) for s in tracked) /
+                                         max(len(tracked), 1), 1),
+        **state_sizes(replay),
+    }))
+
+
+UNSETTLED_DAYS = 100_000.0  # beyond any stream: nothing is settled
+
+
 def main(mode: str, path: str) -> None:
     if mode == "memory":
         memory(path)
+        return
+    if mode in ("long_term", "long_term_unsettled"):
+        long_term(path, settle=mode == "long_term")
         return
     if mode == "cli":
         cli(path)

@@ -47,11 +47,44 @@ def replay_benchmark(patients: int, runs: int, workdir: Path) -> dict[str, Any]:
     }
 
 
+LONG_TERM_YEARS = 5
+LONG_TERM_RENEW_EVERY_DAYS = 90.0
+
+
+def long_term_benchmark(patients: int, runs: int, workdir: Path) -> dict[str, Any]:
+    """State per tracked patient after five years of care with every order renewed each 90 days
+    (a new order id per renewal, so the order history grows), old orders settled or kept."""
+    path = workdir / f"stream-{patients}-long-term.jsonl"
+    spec = StreamSpec(patients=patients, days=365 * LONG_TERM_YEARS, seed=2025,
+                      renew_every_days=LONG_TERM_RENEW_EVERY_DAYS)
+    with path.open("w") as out:
+        for line in generate_lines(spec):
+            out.write(line + "\n")
+    settled = [run_json(["-m", "bench.replay_step", "long_term", str(path)]) for _ in range(runs)]
+    kept = [run_json(["-m", "bench.replay_step", "long_term_unsettled", str(path)])
+            for _ in range(runs)]
+    sizes = ("state_bytes_per_patient_mean", "state_bytes_per_patient_max",
+             "state_json_bytes_per_patient_mean", "state_json_bytes_per_patient_max",
+             "orders_per_patient_mean", "transitions")
+    return {
+        "years": LONG_TERM_YEARS, "renew_every_days": LONG_TERM_RENEW_EVERY_DAYS,
+        "events": settled[-1]["events"], "patients": settled[-1]["patients"], "runs": runs,
+        # sizes are deterministic (the same in every run); only the rate varies
+        "settled": {**{k: settled[-1][k] for k in sizes},
+                    "events_per_second": median([r["events_per_second"] for r in settled])},
+        "kept": {**{k: kept[-1][k] for k in sizes},
+                 "events_per_second": median([r["events_per_second"] for r in kept])},
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="make bench")
     parser.add_argument("--patients", type=int, default=5000)
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--only", choices=("replay", "pipeline", "all"), default="all")
+    parser.add_argument("--only", choices=("replay", "long-term", "pipeline", "all"),
+                        default="all")
+    parser.add_argument("--long-term-patients", type=int, default=1000,
+                        help="patients in the five-year stream (default 1,000)")
     parser.add_argument("--results-dir", type=Path, default=RESULTS,
                         help="where the JSON goes (default bench/results)")
     args = parser.parse_args(argv)
@@ -59,6 +92,9 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="imnm-bench-") as tmp:
         if args.only in ("replay", "all"):
             results["replay"] = replay_benchmark(args.patients, args.runs, Path(tmp))
+        if args.only in ("long-term", "all"):
+            results["long_term"] = long_term_benchmark(args.long_term_patients, args.runs,
+                                                       Path(tmp))
         if args.only in ("pipeline", "all"):
             try:
                 from bench.pipeline import pipeline_benchmark
@@ -101,6 +137,19 @@ def _print(results: dict[str, Any]) -> None:
         ]
         for label, value in rows:
             print(f"  {label:<40} {value}")
+    long_term = results.get("long_term")
+    if long_term:
+        print(f"\nlong-term care: {long_term['events']:,} events, {long_term['patients']:,} "
+              f"patients, {long_term['years']} years, orders renewed every "
+              f"{long_term['renew_every_days']:g} days, median of {long_term['runs']} runs")
+        for label, key in (("old orders settled (the product)", "settled"),
+                           ("every order kept (settling off)", "kept")):
+            r = long_term[key]
+            print(f"  {label:<40} state {r['state_bytes_per_patient_mean']:,} / "
+                  f"{r['state_bytes_per_patient_max']:,} bytes (JSON "
+                  f"{r['state_json_bytes_per_patient_mean']:,} / "
+                  f"{r['state_json_bytes_per_patient_max']:,}), "
+                  f"{r['orders_per_patient_mean']} orders, {r['events_per_second']:,} events/s")
     pipeline = results.get("pipeline")
     if pipeline:
         for label, value in pipeline.get("table", []):

@@ -17,6 +17,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--start", default="2025-01-01T00:00:00+00:00", help="RFC 3339 start")
     parser.add_argument("--bad-fraction", type=float, default=0.0,
                         help="fraction of malformed lines mixed in (dead-letter demo)")
+    parser.add_argument("--renew-every-days", type=float, default=None,
+                        help="renew every order in force this often (new order ids; long-term "
+                             "care histories, e.g. 90 with --days 1825)")
     parser.add_argument("-o", "--output", default="-", help="file, or '-' for stdout")
     parser.set_defaults(handler=run)
 
@@ -32,8 +35,11 @@ def run(args: argparse.Namespace) -> int:
         print("imnm generate: --start needs an offset; --patients and --days must be >= 1",
               file=sys.stderr)
         return 2
+    if args.renew_every_days is not None and args.renew_every_days < 1:
+        print("imnm generate: --renew-every-days must be >= 1", file=sys.stderr)
+        return 2
     spec = StreamSpec(patients=args.patients, days=args.days, start=start, seed=args.seed,
-                      bad_fraction=args.bad_fraction)
+                      bad_fraction=args.bad_fraction, renew_every_days=args.renew_every_days)
     out = sys.stdout if args.output == "-" else open(args.output, "w", encoding="utf-8")  # noqa: SIM115
     with out:
         for line in generate_lines(spec):

@@ -34,6 +34,9 @@ class StreamSpec:
     seed: int = 7
     id_prefix: str = "SYN"
     bad_fraction: float = 0.0  # malformed messages mixed in (demo of dead letters)
+    # Long-term care: every this many days each order in force is renewed (stopped, and the
+    # same prescription started under a new order id), as at a clinic visit or admission.
+    renew_every_days: float | None = None
 
 
 class _Patient:
@@ -198,6 +201,47 @@ def _history(p: _Patient) -> None:
         mmt_day += rng.choice((28, 42, 56, 84))
 
 
+def _renew_orders(p: _Patient, every: float) -> None:
+    """Renew each order in force every ``every`` days from the start: a stop of the current
+    order and the same prescription under a new order id at that instant. Later versions of the
+    renewed order (dose changes, its stop) go to its successor."""
+    events = sorted(p.events, key=lambda e: e["occurred_at"])  # stable: same-instant order kept
+    renewals = [p.at(every * k) for k in range(1, int(p.spec.days // every) + 1)]
+    successor: dict[str, str] = {}  # original order id -> the order id now carrying it
+    latest: dict[str, Event] = {}  # current order id -> its latest version
+    renewed_count = 0
+    out: list[Event] = []
+
+    def renew(at: str) -> None:
+        nonlocal renewed_count
+        for order_id, version in list(latest.items()):
+            if version["status"] not in ("active", "on-hold"):
+                continue
+            renewed_count += 1
+            new_id = f"{p.patient_id}-RNW{renewed_count:03d}"
+            for status, oid in (("stopped", order_id), ("active", new_id)):
+                p.counter += 1
+                out.append({**version, "event_id": f"{p.patient_id}-{p.counter:04d}",
+                            "occurred_at": at, "order_id": oid, "status": status})
+            del latest[order_id]
+            latest[new_id] = out[-1]
+            for original, current in successor.items():
+                if current == order_id:
+                    successor[original] = new_id
+            successor.setdefault(order_id, new_id)
+
+    for event in events:
+        while renewals and renewals[0] < event["occurred_at"]:
+            renew(renewals.pop(0))
+        if event["event_type"] == "medication_order":
+            event = {**event, "order_id": successor.get(event["order_id"], event["order_id"])}
+            latest[event["order_id"]] = event
+        out.append(event)
+    while renewals:
+        renew(renewals.pop(0))
+    p.events = out
+
+
 def _bad(rng: random.Random, n: int) -> str:
     head = f'"event_id": "bad-{n}", "patient_id": "SYN-BAD"'
     lab = f'{head}, "event_type": "lab_result", "loinc": "2157-6"'
@@ -215,6 +259,8 @@ def generate(spec: StreamSpec) -> list[Event]:
         rng = random.Random(f"{spec.seed}:{index}")
         patient = _Patient(spec, index, rng)
         _history(patient)
+        if spec.renew_every_days:
+            _renew_orders(patient, spec.renew_every_days)
         events.extend(e for e in patient.events if e["occurred_at"] >= patient.at(-400))
     events.sort(key=lambda e: (e["occurred_at"], e["patient_id"], e["event_id"]))
     return events

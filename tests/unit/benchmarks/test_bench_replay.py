@@ -68,3 +68,20 @@ def test_peak_rss_is_the_steps_own_not_its_parents(tmp_path: Path) -> None:
     del ballast
     peak = json.loads(done.stdout)["peak_rss_mib"]
     assert 0 < peak < 300  # a 3-patient replay: tens of MiB, not the parent's 400+
+
+
+def test_make_bench_long_term_section_compares_settled_and_kept_orders(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(REPO)
+    assert bench_main(["--only", "long-term", "--long-term-patients", "4", "--runs", "1",
+                       "--results-dir", str(tmp_path)]) == 0
+    result = json.loads(sorted(tmp_path.glob("bench-2*.json"))[0].read_text())
+    long_term = result["long_term"]
+    assert long_term["patients"] == 4 and long_term["years"] == 5
+    settled, kept = long_term["settled"], long_term["kept"]
+    assert settled["transitions"] == kept["transitions"] > 0
+    assert settled["orders_per_patient_mean"] < kept["orders_per_patient_mean"]
+    assert settled["state_bytes_per_patient_max"] < kept["state_bytes_per_patient_max"]
+    assert "replay" not in result
+    assert "old orders settled" in capsys.readouterr().out

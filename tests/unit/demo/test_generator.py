@@ -6,6 +6,8 @@ import subprocess
 import sys
 from collections import Counter
 
+import orjson
+
 from imnm_common.contracts.events import EventRejected, parse_event
 from imnm_common.service_layer.replay import Replay
 from imnm_demo.generator import StreamSpec, generate_lines
@@ -58,3 +60,43 @@ def test_generate_command_writes_json_lines() -> None:
         capture_output=True, check=False, timeout=60,
     )
     assert usage.returncode == 2 and b"--start" in usage.stderr
+    renewed = subprocess.run(
+        [sys.executable, "-m", "imnm_cli.main", "generate", "--patients", "2", "--days", "400",
+         "--renew-every-days", "90"],
+        capture_output=True, check=True, timeout=60,
+    )
+    assert renewed.stdout.decode().splitlines() == list(generate_lines(
+        StreamSpec(patients=2, days=400, renew_every_days=90)))
+    refused = subprocess.run(
+        [sys.executable, "-m", "imnm_cli.main", "generate", "--renew-every-days", "0"],
+        capture_output=True, check=False, timeout=60,
+    )
+    assert refused.returncode == 2 and b"--renew-every-days" in refused.stderr
+
+
+def test_renewals_replace_each_order_in_force_by_the_same_prescription() -> None:
+    spec = StreamSpec(patients=5, days=400, seed=2, renew_every_days=90)
+    assert list(generate_lines(spec)) == list(generate_lines(spec))
+    events = [orjson.loads(line) for line in generate_lines(spec)]
+    assert len({e["event_id"] for e in events}) == len(events)
+    orders = [e for e in events if e["event_type"] == "medication_order"]
+    first_versions: dict[str, dict[str, object]] = {}
+    for e in orders:
+        first_versions.setdefault(e["order_id"], e)
+    renewed = [e for oid, e in first_versions.items() if "-RNW" in oid]
+    assert len(renewed) >= 5
+    for new in renewed:
+        assert new["status"] == "active"
+        predecessors = [
+            e for e in orders
+            if e["occurred_at"] == new["occurred_at"] and e["patient_id"] == new["patient_id"]
+            and e["status"] == "stopped" and e["medication"] == new["medication"]
+            and e.get("dose") == new.get("dose")
+        ]
+        assert predecessors, new  # the same prescription stops where its successor starts
+    # later versions of a renewed order go to its successor: nothing follows a renewal's stop
+    stopped_at = {(e["patient_id"], e["order_id"]): e["occurred_at"] for e in orders
+                  if e["status"] == "stopped"}
+    for e in orders:
+        end = stopped_at.get((e["patient_id"], e["order_id"]))
+        assert end is None or e["occurred_at"] <= end

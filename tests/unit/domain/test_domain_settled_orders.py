@@ -11,6 +11,7 @@ from imnm_common.domain.config import RulesConfig
 from imnm_common.domain.picture import therapy_intervals
 from imnm_common.domain.state import PatientState
 from imnm_common.service_layer.replay import Replay
+from imnm_demo.generator import StreamSpec, generate_lines
 
 NEVER_SETTLE = RulesConfig(order_history_days=100_000)
 YEARS = 6
@@ -122,3 +123,22 @@ def test_an_unknown_order_dated_before_the_horizon_is_stale(chart: Chart) -> Non
     outcome = engine.apply(state, after, engine.DEFAULT_RULES_CONFIG)
     assert not outcome.stale and "statin-new" in state.orders
     assert [t.rule for t in outcome.transitions] == ["statin_active"]
+
+
+def test_generated_years_of_renewed_orders_give_identical_transitions() -> None:
+    spec = StreamSpec(patients=30, days=365 * 4, seed=11, renew_every_days=90)
+    lines = [line.encode() for line in generate_lines(spec)]
+
+    def run(config: RulesConfig) -> tuple[list[bytes], Replay]:
+        r = Replay(config)
+        out = [t.model_dump_json().encode() for t in r.feed_lines(lines)]
+        out += [t.model_dump_json().encode() for t in r.finish()]
+        return out, r
+
+    settled, with_settling = run(engine.DEFAULT_RULES_CONFIG)
+    kept, without = run(NEVER_SETTLE)
+    assert settled == kept and len(settled) > 100
+    assert with_settling.stats.stale_versions == 0
+    orders_settled = sum(len(s.orders) for s in with_settling.states.values())
+    orders_kept = sum(len(s.orders) for s in without.states.values())
+    assert orders_settled < orders_kept / 2

@@ -353,8 +353,22 @@ def settle_orders(state: PatientState, config: RulesConfig) -> None:
         slot: at for slot, at in state.last_resolved.items()
         if slot.partition(":")[2] not in gone
     }
-    state.derived.clear()
-    state.derived["settle_checked"] = horizon
+    _forget_orders(state, gone)
+
+
+def _forget_orders(state: PatientState, gone: set[str]) -> None:
+    """Drop what is derived per order for the settled ones. The dose steps, treatment spans,
+    instants of change and the picture are the same functions of time as before (that is what
+    settling preserves), so they stay."""
+    derived = state.derived
+    derived.pop("by_class", None)
+    intervals = derived.get("intervals")
+    if intervals is not None:
+        for order_id in gone:
+            intervals.pop(order_id, None)
+    if "latest_version_at" in derived:
+        derived["latest_version_at"] = max(
+            (o.latest.at for o in state.orders.values()), default=float("-inf"))
 
 
 def _stopped_counting_by(order: MedicationOrder, horizon: float) -> bool:

@@ -85,9 +85,31 @@ class TrackerRun:
 
 
 async def tracker_throughput(bootstrap: str, lines: list[bytes], workdir: Path, tag: str,
-                             workers: int, now: str) -> TrackerRun:
-    run, _ = await _tracker_run(bootstrap, lines, workdir, tag, workers, now)
+                             workers: int, now: str, *, rules_config: str | None = None
+                             ) -> TrackerRun:
+    run, _ = await _tracker_run(bootstrap, lines, workdir, tag, workers, now,
+                                rules_config=rules_config)
     return run
+
+
+async def tracker_long_term(bootstrap: str, lines: list[bytes], runs: int, workdir: Path,
+                            now: str, unsettled_days: float, tag: str) -> dict[str, Any]:
+    """One worker on a long-term stream, old orders settled (the product) or kept, in
+    alternating runs: every table write copies the whole state."""
+    kept_rules = workdir / f"rules-keep-orders-{tag}.json"
+    kept_rules.write_text(orjson.dumps({"order_history_days": unsettled_days}).decode())
+    settled: list[TrackerRun] = []
+    kept: list[TrackerRun] = []
+    for r in range(runs):
+        settled.append(await tracker_throughput(bootstrap, lines, workdir, f"{tag}s{r}", 1, now))
+        kept.append(await tracker_throughput(bootstrap, lines, workdir, f"{tag}k{r}", 1, now,
+                                             rules_config=str(kept_rules)))
+    return {
+        "events": len(lines),
+        "settled_events_per_second": round(median([r.events_per_second for r in settled])),
+        "kept_events_per_second": round(median([r.events_per_second for r in kept])),
+        "raw": {"settled": [asdict(r) for r in settled], "kept": [asdict(r) for r in kept]},
+    }
 
 
 async def tracker_restart(bootstrap: str, lines: list[bytes], workdir: Path, tag: str,
@@ -113,9 +135,11 @@ def _rss_mib(pid: int) -> float:
 
 async def _tracker_run(bootstrap: str, lines: list[bytes], workdir: Path, tag: str,
                        workers: int, now: str, *, store: str = "memory://",
-                       restart: bool = False) -> tuple[TrackerRun, dict[str, float] | None]:
+                       restart: bool = False, rules_config: str | None = None
+                       ) -> tuple[TrackerRun, dict[str, float] | None]:
     cluster = TrackerCluster(bootstrap, f"bench.trk.{tag}", workdir / tag,
-                             partitions=PARTITIONS, timer_interval=60.0, **PRODUCT_DEFAULTS)
+                             partitions=PARTITIONS, timer_interval=60.0,
+                             rules_config=rules_config, **PRODUCT_DEFAULTS)
     try:
         await create_topics(bootstrap, cluster.topics.all(), PARTITIONS, 1)
         await _produce_all(bootstrap, cluster.topics.events, lines)

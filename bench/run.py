@@ -6,12 +6,16 @@ Benchmarks are not tests: nothing here asserts a time. Figures are medians of ``
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
 import tempfile
+from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from bench.common import RESULTS, machine, median, run_json, save
+from bench.replay_step import UNSETTLED_DAYS
 from imnm_demo.generator import StreamSpec, generate_lines
 
 
@@ -51,9 +55,11 @@ LONG_TERM_YEARS = 5
 LONG_TERM_RENEW_EVERY_DAYS = 90.0
 
 
-def long_term_benchmark(patients: int, runs: int, workdir: Path) -> dict[str, Any]:
+def long_term_benchmark(patients: int, runs: int, workdir: Path,
+                        tracker_patients: int = 0) -> dict[str, Any]:
     """State per tracked patient after five years of care with every order renewed each 90 days
-    (a new order id per renewal, so the order history grows), old orders settled or kept."""
+    (a new order id per renewal, so the order history grows), old orders settled or kept; with
+    ``tracker_patients``, also one tracker worker on such a stream, settled or kept."""
     path = workdir / f"stream-{patients}-long-term.jsonl"
     spec = StreamSpec(patients=patients, days=365 * LONG_TERM_YEARS, seed=2025,
                       renew_every_days=LONG_TERM_RENEW_EVERY_DAYS)
@@ -66,7 +72,7 @@ def long_term_benchmark(patients: int, runs: int, workdir: Path) -> dict[str, An
     sizes = ("state_bytes_per_patient_mean", "state_bytes_per_patient_max",
              "state_json_bytes_per_patient_mean", "state_json_bytes_per_patient_max",
              "orders_per_patient_mean", "transitions")
-    return {
+    result: dict[str, Any] = {
         "years": LONG_TERM_YEARS, "renew_every_days": LONG_TERM_RENEW_EVERY_DAYS,
         "events": settled[-1]["events"], "patients": settled[-1]["patients"], "runs": runs,
         # sizes are deterministic (the same in every run); only the rate varies
@@ -75,6 +81,22 @@ def long_term_benchmark(patients: int, runs: int, workdir: Path) -> dict[str, An
         "kept": {**{k: kept[-1][k] for k in sizes},
                  "events_per_second": median([r["events_per_second"] for r in kept])},
     }
+    if tracker_patients:
+        try:
+            from bench.pipeline import tracker_long_term
+            from imnm_common.kafka.local_broker import LocalKafkaBroker
+        except ImportError as missing:
+            print(f"long-term tracker benchmark unavailable: {missing}", file=sys.stderr)
+            return result
+        tracker_spec = replace(spec, patients=tracker_patients)
+        end = tracker_spec.start + timedelta(days=tracker_spec.days + 1)  # after the stream
+        lines = [line.encode() for line in generate_lines(tracker_spec)]
+        with LocalKafkaBroker() as broker:
+            measured = asyncio.run(tracker_long_term(
+                broker.bootstrap, lines, runs, workdir, end.isoformat().replace("+00:00", "Z"),
+                UNSETTLED_DAYS, "lt"))
+        result["tracker"] = {"patients": tracker_patients, **measured}
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -85,6 +107,9 @@ def main(argv: list[str] | None = None) -> int:
                         default="all")
     parser.add_argument("--long-term-patients", type=int, default=1000,
                         help="patients in the five-year stream (default 1,000)")
+    parser.add_argument("--long-term-tracker-patients", type=int, default=400,
+                        help="patients in the tracker's five-year run on the broker (default "
+                             "400; 0 skips it)")
     parser.add_argument("--results-dir", type=Path, default=RESULTS,
                         help="where the JSON goes (default bench/results)")
     args = parser.parse_args(argv)
@@ -93,8 +118,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.only in ("replay", "all"):
             results["replay"] = replay_benchmark(args.patients, args.runs, Path(tmp))
         if args.only in ("long-term", "all"):
-            results["long_term"] = long_term_benchmark(args.long_term_patients, args.runs,
-                                                       Path(tmp))
+            results["long_term"] = long_term_benchmark(
+                args.long_term_patients, args.runs, Path(tmp), args.long_term_tracker_patients)
         if args.only in ("pipeline", "all"):
             try:
                 from bench.pipeline import pipeline_benchmark
@@ -150,6 +175,11 @@ def _print(results: dict[str, Any]) -> None:
                   f"{r['state_json_bytes_per_patient_mean']:,} / "
                   f"{r['state_json_bytes_per_patient_max']:,}), "
                   f"{r['orders_per_patient_mean']} orders, {r['events_per_second']:,} events/s")
+        tracker = long_term.get("tracker")
+        if tracker:
+            print(f"  {'tracker, 1 worker, ' + format(tracker['patients'], ',') + ' patients':<40} "
+                  f"settled {tracker['settled_events_per_second']:,} events/s, kept "
+                  f"{tracker['kept_events_per_second']:,} ({tracker['events']:,} events)")
     pipeline = results.get("pipeline")
     if pipeline:
         for label, value in pipeline.get("table", []):

@@ -149,8 +149,10 @@ class TrackerCluster:
         session_timeout: float = 6.0,
         batch_window: float | None = 0.1,  # None: the product's default (benchmarks)
         commit_interval: float | None = 0.5,
+        rules_config: str | None = None,  # a rules YAML/JSON file for every worker
     ) -> None:
         self.bootstrap = bootstrap
+        self.rules_config = rules_config
         self.batch_window = batch_window
         self.commit_interval = commit_interval
         self.name = name
@@ -191,6 +193,8 @@ class TrackerCluster:
             env["IMNM_TRACKER_BATCH_WINDOW_SECONDS"] = str(self.batch_window)
         if self.commit_interval is not None:
             env["IMNM_TRACKER_COMMIT_INTERVAL_SECONDS"] = str(self.commit_interval)
+        if self.rules_config is not None:
+            env["IMNM_RULES_CONFIG"] = self.rules_config
         return env
 
     def set_clock(self, instant: float | str) -> None:

@@ -65,6 +65,8 @@ def run_worker(options: TrackerOptions) -> int:
         options.app_id, options.store, options.timer_interval, options.batch_size,
         options.batch_window, options.processing_guarantee,
     )
+    changed = options.rules.model_dump(mode="json", exclude_defaults=True)
+    log.info("rules: %s", f"changed from the defaults: {changed}" if changed else "defaults")
     worker = faust.Worker(
         tracker.app, loglevel=options.log_level, logfile=sys.stderr, quiet=True,
     )

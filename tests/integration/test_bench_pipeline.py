@@ -9,7 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from bench.pipeline import latency, passthrough, relay_latency, tracker_throughput
+from bench.pipeline import (
+    latency,
+    passthrough,
+    relay_latency,
+    tracker_long_term,
+    tracker_throughput,
+)
+from bench.replay_step import UNSETTLED_DAYS
 from imnm_demo.generator import StreamSpec, generate_lines
 
 pytestmark = pytest.mark.integration
@@ -46,3 +53,21 @@ async def test_latency_answers_every_probe(
     assert result["probes"] == 10  # one statin order in 20 events, 200 events offered
     assert result["answered"] == result["probes"]  # each probe's statin alert came back
     assert 0 < result["p50_ms"] <= result["p95_ms"] <= result["p99_ms"]
+
+
+async def test_tracker_long_term_runs_settled_and_kept(
+    kafka_bootstrap: str, tmp_path: Path, unique_name
+) -> None:
+    spec = StreamSpec(patients=2, days=3 * 365, seed=5, renew_every_days=90)
+    lines = [line.encode() for line in generate_lines(spec)]
+    result = await tracker_long_term(kafka_bootstrap, lines, 1, tmp_path, "2028-01-02T00:00:00Z",
+                                     UNSETTLED_DAYS, unique_name("lt"))
+    assert result["events"] == len(lines)
+    assert result["settled_events_per_second"] > 0 and result["kept_events_per_second"] > 0
+    for run in (*result["raw"]["settled"], *result["raw"]["kept"]):
+        assert 1 <= run["batches"] <= len(lines)
+    # each run's worker says which rules it judged with
+    (settled_log,) = tmp_path.glob("*s0/w0.log")
+    (kept_log,) = tmp_path.glob("*k0/w0.log")
+    assert "rules: defaults" in settled_log.read_text()
+    assert f"'order_history_days': {UNSETTLED_DAYS}" in kept_log.read_text()

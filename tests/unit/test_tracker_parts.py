@@ -199,3 +199,4 @@ def test_tracker_without_broker_exits_with_usage_error(
     )
     assert stream_cmds.run_tracker(args) == stream_cmds.EXIT_USAGE
     assert "no Kafka broker" in capsys.readouterr().err
+

@@ -75,6 +75,7 @@ def test_make_bench_long_term_section_compares_settled_and_kept_orders(
 ) -> None:
     monkeypatch.chdir(REPO)
     assert bench_main(["--only", "long-term", "--long-term-patients", "4", "--runs", "1",
+                       "--long-term-tracker-patients", "0",  # the broker part: integration
                        "--results-dir", str(tmp_path)]) == 0
     result = json.loads(sorted(tmp_path.glob("bench-2*.json"))[0].read_text())
     long_term = result["long_term"]
@@ -83,5 +84,5 @@ def test_make_bench_long_term_section_compares_settled_and_kept_orders(
     assert settled["transitions"] == kept["transitions"] > 0
     assert settled["orders_per_patient_mean"] < kept["orders_per_patient_mean"]
     assert settled["state_bytes_per_patient_max"] < kept["state_bytes_per_patient_max"]
-    assert "replay" not in result
+    assert "replay" not in result and "tracker" not in long_term
     assert "old orders settled" in capsys.readouterr().out

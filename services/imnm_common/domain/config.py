@@ -100,8 +100,10 @@ class RulesConfig(BaseModel):
     seen_event_ids_kept: int = Field(default=16, ge=0)
     lab_history_days: float = Field(default=400.0, gt=0)
     # Orders that stopped counting this long before the patient's latest event are summarised
-    # (engine.settle_orders): state stays bounded for patients treated for years.
-    order_history_days: float = Field(default=400.0, gt=0)
+    # (engine.settle_orders): state stays bounded for patients treated for years. At least 30
+    # days: an order event dated before the horizon is stale, and back-filled orders days late
+    # are ordinary.
+    order_history_days: float = Field(default=400.0, ge=30)
 
 
 DEFAULT_RULES_CONFIG = RulesConfig()

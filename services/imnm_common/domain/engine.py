@@ -318,7 +318,9 @@ def settle_orders(state: PatientState, config: RulesConfig) -> None:
         state.settled is not None and horizon <= state.settled.before
     ):
         return
-    state.derived["settle_checked"] = horizon  # nothing else can qualify before it moves
+    # once per horizon: an order qualifies when the horizon passes its end (one with an open
+    # alert waits for a later step)
+    state.derived["settle_checked"] = horizon
     # an order whose alert is still open stays: its resolution quotes it
     alerted = {slot.partition(":")[2] for slot in state.open_alerts}
     settling = [

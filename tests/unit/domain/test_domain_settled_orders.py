@@ -4,7 +4,9 @@ and no transition changes because of it."""
 from __future__ import annotations
 
 import orjson
+import pytest
 from domain_chart import Chart, fingerprint, iso, parse, replay, ts
+from pydantic import ValidationError
 
 from imnm_common.domain import engine
 from imnm_common.domain.config import RulesConfig
@@ -142,3 +144,9 @@ def test_generated_years_of_renewed_orders_give_identical_transitions() -> None:
     orders_settled = sum(len(s.orders) for s in with_settling.states.values())
     orders_kept = sum(len(s.orders) for s in without.states.values())
     assert orders_settled < orders_kept / 2
+
+
+def test_a_horizon_shorter_than_30_days_is_refused() -> None:
+    with pytest.raises(ValidationError, match="order_history_days"):
+        RulesConfig(order_history_days=10)
+    assert RulesConfig(order_history_days=30).order_history_days == 30

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 RESULTS = Path(__file__).resolve().parent / "results"
+UNSETTLED_DAYS = 100_000.0  # an order_history_days beyond any stream: nothing is settled
 
 
 def machine() -> dict[str, Any]:

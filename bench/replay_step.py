@@ -1,6 +1,6 @@
 """One measured run in a fresh process: ``replay`` (the engine in-process, input read up front),
-``validate`` (the ceiling), ``memory`` (RSS the states hold), ``cli`` (``imnm replay FILE``) or
-``long_term`` / ``long_term_unsettled`` (state after years of care, old orders settled or kept).
+``replay_unsettled`` (the same with every old order kept), ``validate`` (the ceiling),
+``memory`` (RSS the states hold) or ``cli`` (``imnm replay FILE``).
 
 Prints one JSON line: events, seconds, events/s, peak RSS, and for replay the state sizes.
 """
@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 
+from bench.common import UNSETTLED_DAYS
 from imnm_common.contracts.events import parse_event
 from imnm_common.domain import engine
 from imnm_common.domain.config import RulesConfig
@@ -59,14 +60,16 @@ def memory(path: str) -> None:
     }))
 
 
-def state_sizes(replay: Replay) -> dict[str, int]:
+def state_sizes(replay: Replay) -> dict[str, float]:
     """Per tracked patient: the table value the tracker stores (header + LZ4 body, what the
-    changelog and RocksDB hold) and the uncompressed positional JSON inside it."""
+    changelog and RocksDB hold), the uncompressed positional JSON inside it, and the orders
+    kept."""
     tracked = [s for s in replay.states.values() if s.diagnosis is not None]
     table = [len(stored.encode(s, 0, engine.next_due(s))) for s in tracked]  # as core._save
     plain = [len(s.to_bytes()) for s in tracked]
     count = max(len(tracked), 1)
     return {
+        "orders_per_patient_mean": round(sum(len(s.orders) for s in tracked) / count, 1),
         "state_bytes_per_patient_mean": round(sum(table) / count),
         "state_bytes_per_patient_max": max(table, default=0),
         "state_json_bytes_per_patient_mean": round(sum(plain) / count),
@@ -102,38 +105,14 @@ def cli(path: str) -> None:
     }))
 
 
-def long_term(path: str, settle: bool) -> None:
-    """Years of maintenance care: the state per tracked patient at the end, with old orders
-    settled (the product) or kept (``order_history_days`` beyond the stream), and the orders
-    each keeps."""
-    config = RulesConfig() if settle else RulesConfig(order_history_days=UNSETTLED_DAYS)
-    with open(path, "rb") as handle:
-        lines = handle.readlines()
-    replay = Replay(config)
-    started = time.perf_counter()
-    transitions = sum(1 for _ in replay.feed_lines(lines))
-    transitions += sum(1 for _ in replay.finish())
-    seconds = time.perf_counter() - started
-    tracked = [s for s in replay.states.values() if s.diagnosis is not None]
-    print(json.dumps({
-        "mode": "long_term" if settle else "long_term_unsettled", "events": len(lines),
-        "patients": len(replay.states), "transitions": transitions,
-        "seconds": round(seconds, 3), "events_per_second": round(len(lines) / seconds),
-        "orders_per_patient_mean": round(sum(len(s.orders) for s in tracked) /
-                                         max(len(tracked), 1), 1),
-        **state_sizes(replay),
-    }))
-
-
-UNSETTLED_DAYS = 100_000.0  # beyond any stream: nothing is settled
+# ``replay_unsettled``: settling pushed beyond any stream, every order is kept
+CONFIGS = {"replay": RulesConfig(),
+           "replay_unsettled": RulesConfig(order_history_days=UNSETTLED_DAYS)}
 
 
 def main(mode: str, path: str) -> None:
     if mode == "memory":
         memory(path)
-        return
-    if mode in ("long_term", "long_term_unsettled"):
-        long_term(path, settle=mode == "long_term")
         return
     if mode == "cli":
         cli(path)
@@ -146,12 +125,12 @@ def main(mode: str, path: str) -> None:
         for line in lines:
             parse_event(line)
     else:
-        replay = Replay()
+        replay = Replay(CONFIGS[mode])
         transitions = sum(1 for _ in replay.feed_lines(lines))
         transitions += sum(1 for _ in replay.finish())
         result["transitions"] = transitions
     seconds = time.perf_counter() - started
-    if mode == "replay":  # sizes after the clock stopped: encoding them is not replay's work
+    if mode in CONFIGS:  # sizes after the clock stopped: encoding them is not replay's work
         result["patients"] = len(replay.states)
         result.update(state_sizes(replay))
     result["seconds"] = round(seconds, 3)

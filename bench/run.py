@@ -14,8 +14,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from bench.common import RESULTS, machine, median, run_json, save
-from bench.replay_step import UNSETTLED_DAYS
+from bench.common import RESULTS, UNSETTLED_DAYS, machine, median, run_json, save
 from imnm_demo.generator import StreamSpec, generate_lines
 
 
@@ -66,20 +65,13 @@ def long_term_benchmark(patients: int, runs: int, workdir: Path,
     with path.open("w") as out:
         for line in generate_lines(spec):
             out.write(line + "\n")
-    settled = [run_json(["-m", "bench.replay_step", "long_term", str(path)]) for _ in range(runs)]
-    kept = [run_json(["-m", "bench.replay_step", "long_term_unsettled", str(path)])
+    settled = [run_json(["-m", "bench.replay_step", "replay", str(path)]) for _ in range(runs)]
+    kept = [run_json(["-m", "bench.replay_step", "replay_unsettled", str(path)])
             for _ in range(runs)]
-    sizes = ("state_bytes_per_patient_mean", "state_bytes_per_patient_max",
-             "state_json_bytes_per_patient_mean", "state_json_bytes_per_patient_max",
-             "orders_per_patient_mean", "transitions")
     result: dict[str, Any] = {
         "years": LONG_TERM_YEARS, "renew_every_days": LONG_TERM_RENEW_EVERY_DAYS,
         "events": settled[-1]["events"], "patients": settled[-1]["patients"], "runs": runs,
-        # sizes are deterministic (the same in every run); only the rate varies
-        "settled": {**{k: settled[-1][k] for k in sizes},
-                    "events_per_second": median([r["events_per_second"] for r in settled])},
-        "kept": {**{k: kept[-1][k] for k in sizes},
-                 "events_per_second": median([r["events_per_second"] for r in kept])},
+        "settled": _long_term_summary(settled), "kept": _long_term_summary(kept),
     }
     if tracker_patients:
         try:
@@ -97,6 +89,15 @@ def long_term_benchmark(patients: int, runs: int, workdir: Path,
                 UNSETTLED_DAYS, "lt"))
         result["tracker"] = {"patients": tracker_patients, **measured}
     return result
+
+
+def _long_term_summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    # sizes and transitions are deterministic (the same in every run); only the rate varies
+    sizes = ("state_bytes_per_patient_mean", "state_bytes_per_patient_max",
+             "state_json_bytes_per_patient_mean", "state_json_bytes_per_patient_max",
+             "orders_per_patient_mean", "transitions")
+    return {**{key: runs[-1][key] for key in sizes},
+            "events_per_second": median([r["events_per_second"] for r in runs])}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -129,8 +129,8 @@ class TrackerApp:
             # Changelog recovery is bound by fetch round trips, not CPU (the worker uses under one
             # core while recovering). One-off runs, 3,000 patients after a year, LZ4 values: ready
             # after a memory:// restart in 23.7 s at 384 KiB per partition fetch, 12.2-13.1 s at
-            # faust's 1 MiB default, 7.9-8.4 s at 4 MiB; the worker holds more fetched data (RSS
-            # 309 vs 223 MiB with 5,000 patients). See README "Recovery".
+            # faust's 1 MiB default, 7.9-8.4 s at 4 MiB. `make bench`, 5,000 patients: 15.8 s at
+            # 1 MiB, 8.9 s at 4 MiB, for more worker RSS (223 -> 251 MiB). README "Recovery".
             "consumer_max_fetch_size": MAX_FETCH_BYTES_PER_PARTITION,
         }
         if options.session_timeout is not None:

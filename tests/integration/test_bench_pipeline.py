@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.common import UNSETTLED_DAYS
 from bench.pipeline import (
     latency,
     passthrough,
@@ -16,7 +17,6 @@ from bench.pipeline import (
     tracker_long_term,
     tracker_throughput,
 )
-from bench.replay_step import UNSETTLED_DAYS
 from imnm_demo.generator import StreamSpec, generate_lines
 
 pytestmark = pytest.mark.integration

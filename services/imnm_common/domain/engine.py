@@ -35,6 +35,7 @@ from imnm_common.domain.knowledge import DrugClass
 from imnm_common.domain.picture import (
     merge_intervals,
     order_recorded,
+    orders_removed,
     picture_at,
     summed_dose_steps,
     therapy_intervals,
@@ -300,6 +301,7 @@ def _record_diagnosis(state: PatientState, event: DiagnosisEvent, at: float) -> 
 # --------------------------------------------------------------------------------------------
 # bounded history
 SETTLE_EVERY_DAYS = 30.0  # the horizon moves in steps of this
+_ALL_TIME = float("inf")
 
 
 def settle_orders(state: PatientState, config: RulesConfig) -> None:
@@ -355,22 +357,7 @@ def settle_orders(state: PatientState, config: RulesConfig) -> None:
         slot: at for slot, at in state.last_resolved.items()
         if slot.partition(":")[2] not in gone
     }
-    _forget_orders(state, gone)
-
-
-def _forget_orders(state: PatientState, gone: set[str]) -> None:
-    """Drop what is derived per order for the settled ones. The dose steps, treatment spans,
-    instants of change and the picture are the same functions of time as before (that is what
-    settling preserves), so they stay."""
-    derived = state.derived
-    derived.pop("by_class", None)
-    intervals = derived.get("intervals")
-    if intervals is not None:
-        for order_id in gone:
-            intervals.pop(order_id, None)
-    if "latest_version_at" in derived:
-        derived["latest_version_at"] = max(
-            (o.latest.at for o in state.orders.values()), default=float("-inf"))
+    orders_removed(state, gone)
 
 
 def _stopped_counting_by(order: MedicationOrder, horizon: float) -> bool:
@@ -380,9 +367,6 @@ def _stopped_counting_by(order: MedicationOrder, horizon: float) -> bool:
         and not latest.in_force
         and all(end <= horizon for _, end in therapy_intervals(order, _ALL_TIME))
     )
-
-
-_ALL_TIME = float("inf")
 
 
 # --------------------------------------------------------------------------------------------

@@ -117,6 +117,21 @@ def order_recorded(state: PatientState, order: MedicationOrder, at: float) -> No
         insort(instants, at + DAY)  # see _instants_of_change: a recent stop
 
 
+def orders_removed(state: PatientState, gone: set[str]) -> None:
+    """Keep what is derived from the order history true after the orders ``gone`` were settled
+    (``engine.settle_orders``). The dose steps, treatment spans, instants of change and the
+    picture are the same functions of time as before (that is what settling preserves), so only
+    what is kept per order goes."""
+    derived = state.derived
+    derived.pop("by_class", None)
+    intervals = derived.get("intervals")
+    if intervals is not None:
+        for order_id in gone:
+            intervals.pop(order_id, None)
+    if "latest_version_at" in derived:
+        _latest_version_at(state)  # kept rather than dropped: order_recorded reads it
+
+
 def summed_dose_steps(
     orders: list[MedicationOrder], until: float, settled: list[DoseStep]
 ) -> list[DoseStep]:

@@ -15,6 +15,7 @@ from bench.pipeline import (
     passthrough,
     relay_latency,
     tracker_long_term,
+    tracker_restart,
     tracker_throughput,
 )
 from imnm_demo.generator import StreamSpec, generate_lines
@@ -71,3 +72,28 @@ async def test_tracker_long_term_runs_settled_and_kept(
     (kept_log,) = tmp_path.glob("*k0/w0.log")
     assert "rules: defaults" in settled_log.read_text()
     assert f"'order_history_days': {UNSETTLED_DAYS}" in kept_log.read_text()
+
+
+async def test_two_workers_share_the_stream(
+    kafka_bootstrap: str, lines: list[bytes], tmp_path: Path, unique_name
+) -> None:
+    run = await tracker_throughput(kafka_bootstrap, lines, tmp_path, unique_name("two"), 2,
+                                   "2026-01-01T00:00:00Z")
+    assert math.isfinite(run.events_per_second) and run.events_per_second > 0
+    assert 1 <= run.batches <= len(lines)
+    # both workers' metrics are summed: each spent some of the run inside handle_batch
+    assert 0 < run.in_batches_share
+    logs = sorted(path.name for path in tmp_path.glob("*/w*.log"))
+    assert logs == ["w0.log", "w1.log"]
+
+
+@pytest.mark.parametrize("store", ["memory://", "rocksdb://"])
+async def test_restart_step_recovers_every_patient(
+    kafka_bootstrap: str, lines: list[bytes], tmp_path: Path, unique_name, store: str
+) -> None:
+    # raises unless the restarted worker reports the same tracked patients as before the stop
+    result = await tracker_restart(kafka_bootstrap, lines, tmp_path, unique_name("re"),
+                                   "2026-01-01T00:00:00Z", store)
+    assert result["patients"] == 5  # every generated patient has an IMNM diagnosis
+    assert 0 < result["restart_ready_seconds"] < 600
+    assert result["worker_rss_mib"] > 0

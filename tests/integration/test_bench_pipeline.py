@@ -81,8 +81,7 @@ async def test_two_workers_share_the_stream(
                                    "2026-01-01T00:00:00Z")
     assert math.isfinite(run.events_per_second) and run.events_per_second > 0
     assert 1 <= run.batches <= len(lines)
-    # both workers' metrics are summed: each spent some of the run inside handle_batch
-    assert 0 < run.in_batches_share
+    assert run.in_batches_share > 0  # summed over both workers' metrics
     logs = sorted(path.name for path in tmp_path.glob("*/w*.log"))
     assert logs == ["w0.log", "w1.log"]
 

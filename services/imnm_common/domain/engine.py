@@ -323,10 +323,15 @@ def settle_orders(state: PatientState, config: RulesConfig) -> None:
     # once per horizon: an order qualifies when the horizon passes its end (one with an open
     # alert waits for a later step)
     state.derived["settle_checked"] = horizon
+    # Most orders are younger than the horizon (every order of a first year is): the version
+    # time rules them out before their therapy intervals are derived.
+    candidates = [o for o in state.orders.values() if o.versions[-1].at <= horizon]
+    if not candidates:
+        return
     # an order whose alert is still open stays: its resolution quotes it
     alerted = {slot.partition(":")[2] for slot in state.open_alerts}
     settling = [
-        order for order in state.orders.values()
+        order for order in candidates
         if order.order_id not in alerted and _stopped_counting_by(order, horizon)
     ]
     if not settling:

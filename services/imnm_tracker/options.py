@@ -22,6 +22,7 @@ from imnm_tracker.clock import Clock, make_clock
 from imnm_tracker.errors import TrackerConfigError
 
 ProcessingGuarantee = Literal["at_least_once", "exactly_once"]
+CHANGELOG_SEGMENT_SECONDS = 600.0
 
 
 class TrackerTuning(BaseSettings):
@@ -37,6 +38,8 @@ class TrackerTuning(BaseSettings):
     standby_replicas: int = Field(default=1, ge=0)
     # decoded patient states kept between batches (state_cache.py); 0 turns the cache off
     cached_patients: int = Field(default=20_000, ge=0)
+    # the state changelog's segment.ms (topics_setup.py): bounds what a restart reads again
+    changelog_segment_seconds: float = Field(default=CHANGELOG_SEGMENT_SECONDS, ge=1)
     metrics_host: str = "127.0.0.1"
     clock_file: str | None = None
     fixed_now: str | None = None
@@ -64,6 +67,7 @@ class TrackerOptions:
     clock: Clock
     rules: RulesConfig = DEFAULT_RULES_CONFIG
     log_level: str = "INFO"
+    changelog_segment_seconds: float = CHANGELOG_SEGMENT_SECONDS
 
     @property
     def broker_url(self) -> str:
@@ -120,6 +124,7 @@ def resolve(
         clock=make_clock(clock_file or tuning.clock_file, fixed_now or tuning.fixed_now),
         rules=load_rules(settings.rules_config),
         log_level=settings.log_level,
+        changelog_segment_seconds=tuning.changelog_segment_seconds,
     )
 
 

@@ -31,6 +31,7 @@ from imnm_common.contracts.alerts import AlertTransition
 from imnm_common.service_layer.replay import Replay
 from imnm_common.settings import TopicNames
 from imnm_tracker.clock import parse_instant
+from imnm_tracker.topics_setup import changelog_topic
 
 
 def free_port() -> int:
@@ -150,9 +151,11 @@ class TrackerCluster:
         batch_window: float | None = 0.1,  # None: the product's default (benchmarks)
         commit_interval: float | None = 0.5,
         rules_config: str | None = None,  # a rules YAML/JSON file for every worker
+        changelog_segment_seconds: float | None = None,  # None: the product's default
     ) -> None:
         self.bootstrap = bootstrap
         self.rules_config = rules_config
+        self.changelog_segment_seconds = changelog_segment_seconds
         self.batch_window = batch_window
         self.commit_interval = commit_interval
         self.name = name
@@ -195,6 +198,8 @@ class TrackerCluster:
             env["IMNM_TRACKER_COMMIT_INTERVAL_SECONDS"] = str(self.commit_interval)
         if self.rules_config is not None:
             env["IMNM_RULES_CONFIG"] = self.rules_config
+        if self.changelog_segment_seconds is not None:
+            env["IMNM_TRACKER_CHANGELOG_SEGMENT_SECONDS"] = str(self.changelog_segment_seconds)
         return env
 
     def set_clock(self, instant: float | str) -> None:
@@ -283,6 +288,30 @@ class TrackerCluster:
         got.sort(key=lambda m: (m.partition, m.offset))
         return got
 
+    async def changelog_records(self) -> tuple[int, int]:
+        """(records in the state changelog now, state writes ever made: its end offsets). A
+        memory-store restart reads the first figure again; compaction brings it down."""
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None,
+                                    enable_auto_commit=False,
+                                    max_partition_fetch_bytes=8 * 1024 * 1024)
+        await consumer.start()
+        try:
+            tps = [TopicPartition(changelog_topic(self.app_id), p)
+                   for p in range(self.partitions)]
+            consumer.assign(tps)
+            await consumer.seek_to_beginning(*tps)
+            ends = await consumer.end_offsets(tps)
+            remaining = {tp for tp in tps if ends[tp] > await consumer.position(tp)}
+            records = 0
+            while remaining:
+                for tp, batch in (await consumer.getmany(*remaining, timeout_ms=1000)).items():
+                    records += len(batch)
+                    if batch and batch[-1].offset + 1 >= ends[tp]:
+                        remaining.discard(tp)
+            return records, sum(ends.values())
+        finally:
+            await consumer.stop()
+
     async def wait_caught_up(self, timeout: float = 60.0) -> None:
         """Until the group has committed every message now on the events topic."""
         admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
@@ -356,6 +385,21 @@ def first_occurrences(rows: dict[str, list[Row]]) -> tuple[dict[str, list[Row]],
                 seen.add((row[0], row[1]))
                 kept.append(row)
     return kept_rows, repeats
+
+
+def one_more_result_each(lines: Sequence[bytes]) -> list[bytes]:
+    """A normal creatine kinase result for every patient in ``lines``, at their latest instant:
+    one more state write per patient, on every partition the patients live in."""
+    decoded = [orjson.loads(line) for line in lines]
+    last = max(event["occurred_at"] for event in decoded)
+    return [
+        orjson.dumps({
+            "event_id": f"one-more-ck-{pid}", "patient_id": pid, "event_type": "lab_result",
+            "occurred_at": last, "loinc": "2157-6", "value": 150, "unit": "U/L",
+            "reference_high": 200, "result_id": f"one-more-ck-{pid}",
+        })
+        for pid in sorted({event["patient_id"] for event in decoded})
+    ]
 
 
 def synthetic_history(patients: int, seed: int, *, with_examples: bool = True) -> list[bytes]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from imnm_common.kafka.topics import TopicsReport, create_topics
+from imnm_common.kafka.topics import TopicsReport, create_topics, describe_topic_configs
 from imnm_tracker.errors import TopicLayoutError
 from imnm_tracker.options import TrackerOptions
 
@@ -23,6 +23,43 @@ STATE_TABLE = "patient-state"
 def changelog_topic(app_id: str) -> str:
     """The name faust gives the state table's changelog."""
     return f"{app_id}-{STATE_TABLE}-changelog"
+
+
+def changelog_configs(segment_seconds: float) -> dict[str, str]:
+    """The state changelog's topic configs.
+
+    A restart with the memory store reads the changelog again, and faust's recovery costs about
+    the same per record whatever its size (a queue wait, offset bookkeeping and a check of every
+    partition per record), so ready time follows the records compaction has left. Compaction
+    never touches a partition's newest segment, which by Kafka's defaults rolls at 1 GiB or after
+    7 days: up to a week of state writes, every one read again. Rolling at least every
+    ``segment_seconds`` lets the log cleaner reduce everything older to one record per patient.
+    README "Recovery" has the measurements.
+    """
+    return {"cleanup.policy": "compact", "segment.ms": str(round(segment_seconds * 1000))}
+
+
+async def _check_changelog_configs(
+    bootstrap: str, changelog: str, wanted: dict[str, str]
+) -> None:
+    """An existing changelog keeps its configs (Kafka's legacy AlterConfigs, the one aiokafka has,
+    would reset every other override): say what to change."""
+    actual = await describe_topic_configs(bootstrap, changelog, wanted)
+    if "compact" not in actual.get("cleanup.policy", "").split(","):
+        log.warning(
+            "state changelog %s has cleanup.policy=%s, not compact: it keeps every state write and "
+            "a restart reads them all", changelog, actual.get("cleanup.policy"),
+        )
+    segment_ms = int(actual.get("segment.ms", "0") or 0)
+    if segment_ms > int(wanted["segment.ms"]):
+        log.warning(
+            "state changelog %s rolls its segments every %.0f s (segment.ms=%d); restarts read "
+            "every state write of the newest segment again. To roll every %s ms: "
+            "kafka-configs.sh --alter --entity-type topics --entity-name %s "
+            "--add-config segment.ms=%s",
+            changelog, segment_ms / 1000, segment_ms, wanted["segment.ms"], changelog,
+            wanted["segment.ms"],
+        )
 
 
 @dataclass(frozen=True)
@@ -48,12 +85,9 @@ async def ensure_topics(options: TrackerOptions) -> TopicLayout:
         if mismatch.topic == topics.events:
             partitions = mismatch.actual
     changelog = changelog_topic(options.app_id)
+    configs = changelog_configs(options.changelog_segment_seconds)
     state = await create_topics(
-        options.bootstrap,
-        [changelog],
-        partitions,
-        options.replication_factor,
-        configs={"cleanup.policy": "compact"},
+        options.bootstrap, [changelog], partitions, options.replication_factor, configs=configs
     )
     if state.mismatched:
         actual = state.mismatched[0].actual
@@ -62,5 +96,7 @@ async def ensure_topics(options: TrackerOptions) -> TopicLayout:
             f"{partitions}: the state would not follow its events. Use another app id "
             "(--app-id) or recreate the changelog with the same partition count."
         )
+    if state.existing:
+        await _check_changelog_configs(options.bootstrap, changelog, configs)
     log.info("topics ready (%s); %d partitions", report.summary(), partitions)
     return TopicLayout(partitions, report)

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from imnm_common.contracts.alerts import AlertTransition
-from imnm_common.kafka.topics import create_topics
+from imnm_common.kafka.topics import create_topics, describe_topic_configs
 from imnm_tracker.testing import TrackerCluster
 from imnm_tracker.topics_setup import changelog_topic
 
@@ -52,3 +52,30 @@ async def test_a_changelog_with_other_partitions_stops_the_worker(
     assert worker.process.wait(timeout=60) == 2
     log = worker.log_tail()
     assert "state changelog" in log and "has 2 partitions" in log
+
+
+async def test_the_changelog_is_compacted_and_rolls_its_segments(
+    tracker_cluster: TrackerCluster,
+) -> None:
+    cluster = tracker_cluster
+    worker = cluster.start_worker()
+    await worker.wait_ready()
+    configs = await describe_topic_configs(
+        cluster.bootstrap, changelog_topic(cluster.app_id), ["cleanup.policy", "segment.ms"]
+    )
+    assert configs == {"cleanup.policy": "compact", "segment.ms": "600000"}
+
+
+async def test_an_existing_changelog_that_never_rolls_is_reported(
+    tracker_cluster: TrackerCluster,
+) -> None:
+    cluster = tracker_cluster
+    changelog = changelog_topic(cluster.app_id)
+    # as created by an earlier version: compacted, segments at the broker's default age
+    await create_topics(cluster.bootstrap, [changelog], partitions=3,
+                        configs={"cleanup.policy": "compact"})
+    worker = cluster.start_worker()
+    await worker.wait_ready()
+    log = worker.log_tail(400)
+    assert f"state changelog {changelog} rolls its segments every 604800 s" in log
+    assert f"--entity-name {changelog} --add-config segment.ms=600000" in log

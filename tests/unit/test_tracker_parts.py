@@ -17,6 +17,7 @@ from imnm_tracker.clock import FileClock, FixedClock, make_clock, parse_instant,
 from imnm_tracker.due_index import DueEntry, DueIndex
 from imnm_tracker.errors import TrackerConfigError
 from imnm_tracker.options import TrackerTuning, resolve
+from imnm_tracker.topics_setup import changelog_configs
 from imnm_tracker.worker import worker_command
 
 
@@ -166,6 +167,18 @@ def test_state_cache_size_comes_from_the_environment(monkeypatch: pytest.MonkeyP
                    fixed_now="1").cached_patients == 5
     monkeypatch.setenv("IMNM_TRACKER_CACHED_PATIENTS", "-1")
     with pytest.raises(ValueError, match="cached_patients"):
+        TrackerTuning()
+
+
+def test_changelog_segments_roll_as_configured(monkeypatch: pytest.MonkeyPatch) -> None:
+    options = resolve(Settings(kafka_bootstrap="h:1"), TrackerTuning(), fixed_now="1")
+    assert changelog_configs(options.changelog_segment_seconds) == {
+        "cleanup.policy": "compact", "segment.ms": "600000"}
+    monkeypatch.setenv("IMNM_TRACKER_CHANGELOG_SEGMENT_SECONDS", "90.5")
+    options = resolve(Settings(kafka_bootstrap="h:1"), TrackerTuning(), fixed_now="1")
+    assert changelog_configs(options.changelog_segment_seconds)["segment.ms"] == "90500"
+    monkeypatch.setenv("IMNM_TRACKER_CHANGELOG_SEGMENT_SECONDS", "0")
+    with pytest.raises(ValueError, match="changelog_segment_seconds"):
         TrackerTuning()
 
 

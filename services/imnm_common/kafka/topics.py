@@ -10,11 +10,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAlreadyExistsError, for_code
 
 from imnm_common.kafka.errors import TopicCreationError
 
-__all__ = ["PartitionMismatch", "TopicsReport", "create_topics"]
+__all__ = ["PartitionMismatch", "TopicsReport", "create_topics", "describe_topic_configs"]
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +141,40 @@ async def create_topics(
         )
     finally:
         await admin.close()
+
+
+async def describe_topic_configs(
+    bootstrap: str,
+    topic: str,
+    names: Iterable[str],
+    *,
+    timeout_s: float = 30.0,
+    client_id: str = "imnm-topic-admin",
+) -> dict[str, str]:
+    """The values of the configs ``names`` of an existing topic (its own or the broker's
+    default). Raises the broker's error (e.g. ``UnknownTopicOrPartitionError``) as a
+    ``KafkaError``."""
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap,
+        client_id=client_id,
+        request_timeout_ms=int(timeout_s * 1000),
+    )
+    await asyncio.wait_for(admin.start(), timeout=timeout_s)
+    try:
+        wanted = dict.fromkeys(names)  # aiokafka filters on the keys
+        responses = await admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, topic, wanted)]
+        )
+    finally:
+        await admin.close()
+    found: dict[str, str] = {}
+    for response in responses:
+        for code, message, _type, _name, entries in response.resources:
+            if code != 0:
+                raise for_code(code)(f"describe configs of {topic}: {message or code}")
+            for name, value, *_ in entries:
+                found[name] = value
+    return found
 
 
 async def _wait_for_leaders(admin: AIOKafkaAdminClient, topics: list[str], deadline: float) -> None:

@@ -22,7 +22,12 @@ from bench.common import median
 from imnm_common.kafka.local_broker import LocalKafkaBroker
 from imnm_common.kafka.topics import create_topics
 from imnm_demo.generator import StreamSpec, generate_lines
-from imnm_tracker.testing import TrackerCluster, WorkerProcess, sample_total
+from imnm_tracker.testing import (
+    TrackerCluster,
+    WorkerProcess,
+    one_more_result_each,
+    sample_total,
+)
 
 PARTITIONS = 6
 
@@ -113,16 +118,45 @@ async def tracker_long_term(bootstrap: str, lines: list[bytes], runs: int, workd
 
 
 async def tracker_restart(bootstrap: str, lines: list[bytes], workdir: Path, tag: str,
-                          now: str, store: str) -> dict[str, float]:
+                          now: str, store: str, *, compacted: bool = False) -> dict[str, float]:
     """Process the stream with one worker on ``store``, stop it gracefully, start it again:
-    seconds until its table has recovered (memory: the whole changelog is read again;
-    rocksdb: from local files and offsets)."""
+    seconds until its table has recovered (memory: the changelog is read again; rocksdb: from
+    local files and offsets), and the changelog records there were to read.
+
+    ``compacted``: the steady state of a worker that has run for a while. The changelog rolls
+    its segments every ``COMPACTED_SEGMENT_SECONDS`` (the product rolls every 10 minutes, longer
+    than a run), one more result per patient follows the stream once its last segment is due to
+    roll, and the restart waits until the log cleaner has compacted what it can."""
     run, restart = await _tracker_run(bootstrap, lines, workdir, tag, 1, now, store=store,
-                                      restart=True)
+                                      restart=True, compacted=compacted)
     assert restart is not None
     return {"events_per_second": run.events_per_second,
             "restart_ready_seconds": restart["ready_seconds"],
-            "worker_rss_mib": restart["rss_mib"], "patients": restart["patients"]}
+            "worker_rss_mib": restart["rss_mib"], "patients": restart["patients"],
+            "changelog_records": restart["changelog_records"],
+            "changelog_writes": restart["changelog_writes"]}
+
+
+COMPACTED_SEGMENT_SECONDS = 5.0
+CLEANER_QUIET_SECONDS = 20.0  # the broker's log cleaner looks for work every 15 s
+
+
+async def _compacted(cluster: TrackerCluster, worker: WorkerProcess, lines: list[bytes]) -> None:
+    await asyncio.sleep(COMPACTED_SEGMENT_SECONDS + 0.5)
+    more = one_more_result_each(lines)
+    await cluster.publish_lines(more)
+    await worker.wait_for(
+        lambda: worker.metric("imnm_tracker_events_consumed_total") >= len(lines) + len(more),
+        "the extra results consumed", timeout=300)
+    await cluster.wait_caught_up(timeout=300)
+    records, _ = await cluster.changelog_records()
+    quiet_since = time.monotonic()
+    deadline = quiet_since + 300
+    while time.monotonic() - quiet_since < CLEANER_QUIET_SECONDS and time.monotonic() < deadline:
+        await asyncio.sleep(2)
+        now_records, _ = await cluster.changelog_records()
+        if now_records < records:
+            records, quiet_since = now_records, time.monotonic()
 
 
 def _rss_mib(pid: int) -> float:
@@ -135,11 +169,15 @@ def _rss_mib(pid: int) -> float:
 
 async def _tracker_run(bootstrap: str, lines: list[bytes], workdir: Path, tag: str,
                        workers: int, now: str, *, store: str = "memory://",
-                       restart: bool = False, rules_config: str | None = None
+                       restart: bool = False, compacted: bool = False,
+                       rules_config: str | None = None
                        ) -> tuple[TrackerRun, dict[str, float] | None]:
     cluster = TrackerCluster(bootstrap, f"bench.trk.{tag}", workdir / tag,
                              partitions=PARTITIONS, timer_interval=60.0,
-                             rules_config=rules_config, **PRODUCT_DEFAULTS)
+                             rules_config=rules_config,
+                             changelog_segment_seconds=(
+                                 COMPACTED_SEGMENT_SECONDS if compacted else None),
+                             **PRODUCT_DEFAULTS)
     try:
         await create_topics(bootstrap, cluster.topics.all(), PARTITIONS, 1)
         await _produce_all(bootstrap, cluster.topics.events, lines)
@@ -149,15 +187,19 @@ async def _tracker_run(bootstrap: str, lines: list[bytes], workdir: Path, tag: s
         if not restart:
             return run, None
         worker = started[0]
+        if compacted:
+            await _compacted(cluster, worker, lines)
         tracked = worker.metric("imnm_tracker_tracked_patients")
         rss_mib = _rss_mib(worker.process.pid)
         if worker.stop() != 0:
             raise RuntimeError("the tracker did not stop cleanly")
+        records, writes = await cluster.changelog_records()
         again = cluster.start_worker(worker.name, "--store", store)  # same data dir
         ready = await again.wait_ready(timeout=600)
         if again.metric("imnm_tracker_tracked_patients") != tracked:
             raise RuntimeError("the restarted tracker does not track the same patients")
-        return run, {"ready_seconds": ready, "rss_mib": rss_mib, "patients": tracked}
+        return run, {"ready_seconds": ready, "rss_mib": rss_mib, "patients": tracked,
+                     "changelog_records": records, "changelog_writes": writes}
     finally:
         cluster.close()
 
@@ -372,6 +414,54 @@ def _median_load(samples: list[dict[str, Any]]) -> dict[str, Any]:
             else samples[-1][key] for key in samples[0]}
 
 
+# (store, changelog compacted first) per restart measurement
+RESTARTS = {"memory://": ("memory://", False), "memory://, compacted": ("memory://", True),
+            "rocksdb://": ("rocksdb://", False)}
+
+
+def restart_measurements(bootstrap: str, lines: list[bytes], runs: int, workdir: Path,
+                         now: str) -> dict[str, dict[str, Any]]:
+    measured: dict[str, dict[str, Any]] = {}
+    for name, (store, compacted) in RESTARTS.items():
+        runs_ = [asyncio.run(tracker_restart(bootstrap, lines, workdir,
+                                             f"re{store[:4]}{'c' if compacted else ''}{r}",
+                                             now, store, compacted=compacted))
+                 for r in range(runs)]
+        measured[name] = {
+            "ready_seconds": median([r["restart_ready_seconds"] for r in runs_]),
+            "events_per_second": round(median([r["events_per_second"] for r in runs_])),
+            # the whole process (Python, faust, aiokafka included), not only the states
+            "worker_rss_mib": round(median([r["worker_rss_mib"] for r in runs_]), 1),
+            "patients": runs_[0]["patients"],
+            "changelog_records": round(median([r["changelog_records"] for r in runs_])),
+            "changelog_writes": round(median([r["changelog_writes"] for r in runs_])),
+            "raw": runs_,
+        }
+    return measured
+
+
+def restart_table(restart: dict[str, dict[str, Any]]) -> list[tuple[str, str]]:
+    return [
+        (f"tracker on {name}: throughput; ready after a graceful restart; changelog records "
+         "to read (of writes); worker RSS",
+         f"{m['events_per_second']:,} events/s; {m['ready_seconds']:.1f} s; "
+         f"{m['changelog_records']:,} ({m['changelog_writes']:,}); "
+         f"{m['worker_rss_mib']} MiB with {m['patients']:,.0f} patients")
+        for name, m in restart.items()
+    ]
+
+
+def restart_benchmark(patients: int, runs: int, workdir: Path) -> dict[str, Any]:
+    """The restart measurements alone (``--only restart``), on the pipeline's stream."""
+    lines = [line.encode() for line in generate_lines(StreamSpec(patients=patients, seed=2025))]
+    with LocalKafkaBroker() as broker:
+        restart = restart_measurements(broker.bootstrap, lines, runs, workdir,
+                                       "2026-01-01T00:00:00Z")
+    return {"events": len(lines), "runs": runs, "restart": restart,
+            "table": [(f"restart ({len(lines):,} events, median of {runs})", ""),
+                      *restart_table(restart)]}
+
+
 def pipeline_benchmark(patients: int, runs: int, workdir: Path) -> dict[str, Any]:
     lines = [line.encode() for line in generate_lines(StreamSpec(patients=patients, seed=2025))]
     now = "2026-01-01T00:00:00Z"
@@ -384,12 +474,7 @@ def pipeline_benchmark(patients: int, runs: int, workdir: Path) -> dict[str, Any
                     for r in range(runs)]
         one = [run.events_per_second for run in one_runs]
         two = [run.events_per_second for run in two_runs]
-        restarts = {
-            store: [asyncio.run(tracker_restart(bootstrap, lines, workdir,
-                                                f"re{store[:4]}{r}", now, store))
-                    for r in range(runs)]
-            for store in ("memory://", "rocksdb://")
-        }
+        restart = restart_measurements(bootstrap, lines, runs, workdir, now)
         loads = []
         floors = []
         for rate in (200, 1000, 5000):
@@ -408,16 +493,7 @@ def pipeline_benchmark(patients: int, runs: int, workdir: Path) -> dict[str, Any
         "ratio_tracker_to_passthrough": round(median(one) / median(ceiling), 3),
         "latency": loads,
         "latency_raw_relay": floors,
-        "restart": {
-            store: {
-                "ready_seconds": median([r["restart_ready_seconds"] for r in runs_]),
-                "events_per_second": round(median([r["events_per_second"] for r in runs_])),
-                # the whole process (Python, faust, aiokafka included), not only the states
-                "worker_rss_mib": round(median([r["worker_rss_mib"] for r in runs_]), 1),
-                "patients": runs_[0]["patients"],
-            }
-            for store, runs_ in restarts.items()
-        },
+        "restart": restart,
         "runs": runs,
         "tracker_one_worker_in_batches_share": median([r.in_batches_share for r in one_runs]),
         "tracker_one_worker_mean_batch_events": median([r.mean_batch_events for r in one_runs]),
@@ -435,13 +511,7 @@ def pipeline_benchmark(patients: int, runs: int, workdir: Path) -> dict[str, Any
          f"{result['tracker_one_worker_in_batches_share']:.0%} of wall time; "
          f"{result['tracker_one_worker_mean_batch_events']:,} events"),
     ]
-    for store, measured in result["restart"].items():
-        table.append((f"tracker on {store}: throughput; ready after a graceful restart; "
-                       "worker RSS",
-                      f"{measured['events_per_second']:,} events/s; "
-                      f"{measured['ready_seconds']:.1f} s; "
-                      f"{measured['worker_rss_mib']} MiB with {measured['patients']:,.0f} "
-                      "patients"))
+    table += restart_table(restart)
     for load, floor in zip(loads, floors, strict=True):
         table.append((f"latency at {load['offered_per_second']:,}/s offered "
                       f"({load['achieved_per_second']:,}/s sent)",

@@ -86,13 +86,18 @@ async def test_two_workers_share_the_stream(
     assert logs == ["w0.log", "w1.log"]
 
 
-@pytest.mark.parametrize("store", ["memory://", "rocksdb://"])
+@pytest.mark.parametrize(("store", "compacted"),
+                         [("memory://", False), ("memory://", True), ("rocksdb://", False)])
 async def test_restart_step_recovers_every_patient(
-    kafka_bootstrap: str, lines: list[bytes], tmp_path: Path, unique_name, store: str
+    kafka_bootstrap: str, lines: list[bytes], tmp_path: Path, unique_name, store: str,
+    compacted: bool,
 ) -> None:
     # raises unless the restarted worker reports the same tracked patients as before the stop
     result = await tracker_restart(kafka_bootstrap, lines, tmp_path, unique_name("re"),
-                                   "2026-01-01T00:00:00Z", store)
+                                   "2026-01-01T00:00:00Z", store, compacted=compacted)
     assert result["patients"] == 5  # every generated patient has an IMNM diagnosis
     assert 0 < result["restart_ready_seconds"] < 600
     assert result["worker_rss_mib"] > 0
+    assert 5 <= result["changelog_records"] <= result["changelog_writes"]
+    if compacted:  # one more write per patient after the stream: a segment of its own
+        assert result["changelog_writes"] > result["changelog_records"]

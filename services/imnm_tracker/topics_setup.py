@@ -11,6 +11,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from aiokafka.errors import KafkaError
+
 from imnm_common.kafka.topics import TopicsReport, create_topics, describe_topic_configs
 from imnm_tracker.errors import TopicLayoutError
 from imnm_tracker.options import TrackerOptions
@@ -43,8 +45,14 @@ async def _check_changelog_configs(
     bootstrap: str, changelog: str, wanted: dict[str, str]
 ) -> None:
     """An existing changelog keeps its configs (Kafka's legacy AlterConfigs, the one aiokafka has,
-    would reset every other override): say what to change."""
-    actual = await describe_topic_configs(bootstrap, changelog, wanted)
+    would reset every other override): say what to change. Only advice: a broker that refuses
+    to describe configs (an ACL without DescribeConfigs) does not stop the worker."""
+    try:
+        actual = await describe_topic_configs(bootstrap, changelog, wanted)
+    except KafkaError as error:
+        log.warning("could not check the configs of state changelog %s: %s", changelog,
+                    str(error) or type(error).__name__)
+        return
     if "compact" not in actual.get("cleanup.policy", "").split(","):
         log.warning(
             "state changelog %s has cleanup.policy=%s, not compact: it keeps every state write and "

@@ -79,3 +79,17 @@ async def test_an_existing_changelog_that_never_rolls_is_reported(
     log = worker.log_tail(400)
     assert f"state changelog {changelog} rolls its segments every 604800 s" in log
     assert f"--entity-name {changelog} --add-config segment.ms=600000" in log
+
+
+async def test_an_existing_changelog_that_is_not_compacted_is_reported(
+    tracker_cluster: TrackerCluster,
+) -> None:
+    cluster = tracker_cluster
+    changelog = changelog_topic(cluster.app_id)
+    await create_topics(cluster.bootstrap, [changelog], partitions=3,
+                        configs={"cleanup.policy": "delete", "segment.ms": "600000"})
+    worker = cluster.start_worker()
+    await worker.wait_ready()
+    log = worker.log_tail(400)
+    assert f"state changelog {changelog} has cleanup.policy=delete, not compact" in log
+    assert "rolls its segments" not in log  # 10 minutes is what the tracker asks for

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 from pathlib import Path
 
 import pytest
+from aiokafka.errors import TopicAuthorizationFailedError
 
 from imnm_cli import stream_cmds
 from imnm_common.domain.state import PatientState
 from imnm_common.service_layer.replay import Replay
 from imnm_common.settings import Settings
 from imnm_demo.generator import StreamSpec, generate_lines
-from imnm_tracker import stored
+from imnm_tracker import stored, topics_setup
 from imnm_tracker.clock import FileClock, FixedClock, make_clock, parse_instant, wall_clock
 from imnm_tracker.due_index import DueEntry, DueIndex
 from imnm_tracker.errors import TrackerConfigError
@@ -180,6 +182,17 @@ def test_changelog_segments_roll_as_configured(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setenv("IMNM_TRACKER_CHANGELOG_SEGMENT_SECONDS", "0")
     with pytest.raises(ValueError, match="changelog_segment_seconds"):
         TrackerTuning()
+
+
+def test_a_changelog_check_the_broker_refuses_only_warns(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def refused(*args: object, **kwargs: object) -> dict[str, str]:
+        raise TopicAuthorizationFailedError("not allowed")
+
+    monkeypatch.setattr(topics_setup, "describe_topic_configs", refused)
+    asyncio.run(topics_setup._check_changelog_configs("h:1", "c", changelog_configs(600)))
+    assert "could not check the configs of state changelog c" in caplog.text
 
 
 def test_worker_command_is_imnm_tracker() -> None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,13 +78,7 @@ async def create_topics(
     if not wanted:
         return TopicsReport(created=(), existing=(), mismatched=())
     deadline = time.monotonic() + timeout_s
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=bootstrap,
-        client_id=client_id,
-        request_timeout_ms=int(timeout_s * 1000),
-    )
-    await asyncio.wait_for(admin.start(), timeout=timeout_s)
-    try:
+    async with _admin(bootstrap, timeout_s, client_id) as admin:
         present = set(await admin.list_topics())
         missing = [name for name in wanted if name not in present]
         created: list[str] = []
@@ -139,8 +134,6 @@ async def create_topics(
             existing=tuple(sorted(existing, key=order.__getitem__)),
             mismatched=tuple(sorted(mismatched, key=lambda m: order[m.topic])),
         )
-    finally:
-        await admin.close()
 
 
 async def describe_topic_configs(
@@ -154,19 +147,11 @@ async def describe_topic_configs(
     """The values of the configs ``names`` of an existing topic (its own or the broker's
     default). Raises the broker's error (e.g. ``UnknownTopicOrPartitionError``) as a
     ``KafkaError``."""
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=bootstrap,
-        client_id=client_id,
-        request_timeout_ms=int(timeout_s * 1000),
-    )
-    await asyncio.wait_for(admin.start(), timeout=timeout_s)
-    try:
+    async with _admin(bootstrap, timeout_s, client_id) as admin:
         wanted = dict.fromkeys(names)  # aiokafka filters on the keys
         responses = await admin.describe_configs(
             [ConfigResource(ConfigResourceType.TOPIC, topic, wanted)]
         )
-    finally:
-        await admin.close()
     found: dict[str, str] = {}
     for response in responses:
         for code, message, _type, _name, entries in response.resources:
@@ -175,6 +160,22 @@ async def describe_topic_configs(
             for name, value, *_ in entries:
                 found[name] = value
     return found
+
+
+@asynccontextmanager
+async def _admin(
+    bootstrap: str, timeout_s: float, client_id: str
+) -> AsyncIterator[AIOKafkaAdminClient]:
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap,
+        client_id=client_id,
+        request_timeout_ms=int(timeout_s * 1000),
+    )
+    await asyncio.wait_for(admin.start(), timeout=timeout_s)
+    try:
+        yield admin
+    finally:
+        await admin.close()
 
 
 async def _wait_for_leaders(admin: AIOKafkaAdminClient, topics: list[str], deadline: float) -> None:

@@ -19,13 +19,16 @@ from collections.abc import Iterable, Sequence
 from typing import Any, NoReturn, cast
 
 import faust
+from aiokafka import AIOKafkaProducer
 from faust.streams import Stream
 from faust.types import TP, EventT, StreamT, TableT
+from faust.types.stores import StoreT
 
 from imnm_common.contracts.alerts import AlertTransition
 from imnm_common.contracts.deadletter import DeadLetter
 from imnm_common.domain.state import PatientState
 from imnm_tracker import faust_fixes, stored
+from imnm_tracker.changelog import ChangelogRecord, write_changelog
 from imnm_tracker.core import TrackerCore
 from imnm_tracker.faust_context import partition_context
 from imnm_tracker.metrics import TrackerMetrics
@@ -46,12 +49,22 @@ def _raw_topic(app: faust.App, name: str) -> faust.TopicT:
 
 
 class FaustStateStore:
-    """:class:`~imnm_tracker.core.StateStore` on a faust table keyed by patient id bytes."""
+    """:class:`~imnm_tracker.core.StateStore` on a faust table keyed by patient id bytes.
 
-    def __init__(self, app: faust.App, table: TableT[bytes, bytes], source_topic: str) -> None:
+    With ``batched`` (at-least-once processing) a save writes the table's store only and
+    :meth:`flush` sends the changelog records in per-partition batches (:mod:`.changelog`).
+    Otherwise (exactly-once, where faust sends changelog records inside its transactions) a
+    save is a plain table assignment and faust sends the record itself.
+    """
+
+    def __init__(
+        self, app: faust.App, table: TableT[bytes, bytes], source_topic: str, *, batched: bool
+    ) -> None:
         self.app = app
         self.table = table
         self.source_topic = source_topic
+        self.batched = batched
+        self._unsent: list[ChangelogRecord] = []
 
     def load(self, patient_id: str, partition: int) -> PatientState | None:
         with partition_context(self.app, self.source_topic, partition):
@@ -59,9 +72,32 @@ class FaustStateStore:
         return None if raw is None else stored.decode(raw)
 
     def save(self, patient_id: str, partition: int, state: PatientState, due: float | None) -> None:
-        value = stored.encode(state, partition, due)
+        key, value = patient_id.encode(), stored.encode(state, partition, due)
+        # the current event tells a RocksDB store which partition's database to write
         with partition_context(self.app, self.source_topic, partition):
-            self.table[patient_id.encode()] = value  # reassignment: faust logs it to the changelog
+            if self.batched:
+                self.table.data[key] = value
+            else:
+                self.table[key] = value  # reassignment: faust logs it to the changelog
+        if self.batched:
+            self._unsent.append(ChangelogRecord(partition, key, value))
+
+    async def flush(self) -> None:
+        if not self._unsent:
+            return
+        records, self._unsent = self._unsent, []
+        try:
+            await write_changelog(
+                _aiokafka_producer(self.app),
+                self.table.changelog_topic.get_topic_name(),
+                records,
+                cast(StoreT[bytes, bytes], self.table.data).set_persisted_offset,
+            )
+        except BaseException:
+            # The store has these values already: keep their records for the next flush (a
+            # timer tick is retried; a failed batch ends the worker, see TrackerApp).
+            self._unsent = records + self._unsent
+            raise
 
     def headers(self) -> Iterable[tuple[str, StoredHeader | StoredValueError]]:
         for key, raw in list(self.table.items()):
@@ -69,6 +105,12 @@ class FaustStateStore:
                 yield key.decode(), stored.peek(raw)
             except StoredValueError as error:
                 yield key.decode(errors="replace"), error
+
+
+def _aiokafka_producer(app: faust.App) -> AIOKafkaProducer:
+    """The started aiokafka producer inside faust's (faust 0.15 names it ``_ensure_producer``):
+    the same connection, settings and lifecycle as everything else the app sends."""
+    return cast(AIOKafkaProducer, cast(Any, app.producer)._ensure_producer())
 
 
 class FaustPublisher:
@@ -104,6 +146,7 @@ class FaustPublisher:
 
 
 MAX_FETCH_BYTES_PER_PARTITION = 4 * 1024 * 1024
+MAX_PRODUCE_BATCH_BYTES = 512 * 1024  # under the broker's default message.max.bytes (1 MiB)
 
 
 class TrackerApp:
@@ -132,6 +175,9 @@ class TrackerApp:
             # faust's 1 MiB default, 7.9-8.4 s at 4 MiB. `make bench`, 5,000 patients: 15.8 s at
             # 1 MiB, 8.9 s at 4 MiB, for more worker RSS (223 -> 251 MiB). README "Recovery".
             "consumer_max_fetch_size": MAX_FETCH_BYTES_PER_PARTITION,
+            # A batch's state writes go out as one produce batch per changelog partition
+            # (imnm_tracker.changelog); at the 16 KiB default they would be split every ~10.
+            "producer_max_batch_size": MAX_PRODUCE_BATCH_BYTES,
         }
         if options.session_timeout is not None:
             conf["broker_session_timeout"] = options.session_timeout
@@ -148,7 +194,8 @@ class TrackerApp:
             on_recover=self._on_recovered,
         )
         self.core = TrackerCore(
-            FaustStateStore(self.app, self.table, options.topics.events),
+            FaustStateStore(self.app, self.table, options.topics.events,
+                            batched=options.processing_guarantee == "at_least_once"),
             FaustPublisher(self.app, options.topics.alerts, options.topics.deadletter),
             options.clock,
             metrics,

@@ -8,8 +8,8 @@ Delivery is at-least-once, in this order for every batch and every tick:
 
 1. compute everything in memory;
 2. publish alert transitions and dead letters and wait until the broker has them;
-3. write the new states (the table's changelog);
-4. (batches) ack the messages; faust commits their offsets after flushing the producer.
+3. write the new states and wait until the broker has their changelog records;
+4. (batches) ack the messages; faust commits their offsets.
 
 A crash between 2 and 3 repeats those transitions on restart, with the same deterministic
 ``alert_id`` (subscribers de-duplicate on ``(alert_id, status)``); a crash between 3 and 4 makes
@@ -53,6 +53,11 @@ class StateStore(Protocol):
     def save(
         self, patient_id: str, partition: int, state: PatientState, due: float | None
     ) -> None: ...
+
+    async def flush(self) -> None:
+        """Return once the saves so far are durable (in the changelog); raise if they are not,
+        keeping them to be flushed again."""
+        ...
 
     def headers(self) -> Iterable[tuple[str, StoredHeader | StoredValueError]]:
         """Every stored patient with its header (or why it has none), for index rebuilds."""
@@ -128,6 +133,7 @@ class TrackerCore:
                 raise
             for patient_id, touched in batch.touched.items():
                 self._save(patient_id, touched.partition, touched.state)
+            await self.store.flush()
             self._count_transitions(transitions)
             self.metrics.tracked_patients.set(len(self.index))
             self.metrics.batch_seconds.observe(time.perf_counter() - started)
@@ -222,6 +228,7 @@ class TrackerCore:
             raise
         for entry, state in advanced:
             self._save(entry.patient_id, entry.partition, state)
+        await self.store.flush()
         self._count_transitions(transitions)
         if transitions:
             log.info("timer: %d patients evaluated, %d transitions", len(advanced),

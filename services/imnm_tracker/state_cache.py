@@ -62,6 +62,9 @@ class CachedStateStore:
         self.store.save(patient_id, partition, state, due)
         self._remember(patient_id, partition, state)
 
+    async def flush(self) -> None:
+        await self.store.flush()
+
     def headers(self) -> Iterable[tuple[str, StoredHeader | StoredValueError]]:
         return self.store.headers()
 

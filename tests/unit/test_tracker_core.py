@@ -31,8 +31,12 @@ Row = tuple[str, str, str, str, str | None]
 
 
 class DictStore:
+    """``values`` is the table's store; ``durable`` what a flush made durable (the changelog)."""
+
     def __init__(self) -> None:
         self.values: dict[str, bytes] = {}
+        self.durable: dict[str, bytes] = {}
+        self.fail_flush = False
 
     def load(self, patient_id: str, partition: int) -> PatientState | None:
         raw = self.values.get(patient_id)
@@ -41,6 +45,11 @@ class DictStore:
     def save(self, patient_id: str, partition: int, state: PatientState, due: float | None
              ) -> None:
         self.values[patient_id] = stored.encode(state, partition, due)
+
+    async def flush(self) -> None:
+        if self.fail_flush:
+            raise ConnectionError("changelog unavailable")
+        self.durable = dict(self.values)
 
     def headers(self) -> Iterable[tuple[str, StoredHeader | StoredValueError]]:
         for patient_id, raw in self.values.items():
@@ -160,6 +169,33 @@ async def test_tick_failure_is_retried_on_the_next_tick() -> None:
     publisher.fail = False
     assert await core.tick() == 2
     assert len(publisher.alerts) > before
+
+
+async def test_a_batch_returns_only_once_its_states_are_durable() -> None:
+    core, store, publisher, _ = make_core()
+    lines = EXAMPLES.read_bytes().splitlines()[:4]
+    store.fail_flush = True
+    with pytest.raises(ConnectionError):  # the app exits without acking the batch
+        await core.handle_batch(records(lines))
+    assert store.durable == {}
+    store.fail_flush = False
+    await core.handle_batch(records(lines))
+    assert set(store.durable) == {"MRN-1001"} and store.durable == store.values
+
+
+async def test_a_tick_whose_states_could_not_be_flushed_flushes_them_on_the_next() -> None:
+    core, store, publisher, clock = make_core()
+    await core.handle_batch(records(EXAMPLES.read_bytes().splitlines()))
+    clock.now = NOW
+    store.fail_flush = True
+    with pytest.raises(ConnectionError):
+        await core.tick()
+    assert store.durable != store.values  # advanced in the store, not yet durable
+    opened = len(publisher.alerts)
+    store.fail_flush = False
+    assert await core.tick() == 2  # the same patients again: nothing new to publish
+    assert len(publisher.alerts) == opened
+    assert store.durable == store.values
 
 
 async def test_a_patient_whose_evaluation_raises_does_not_block_the_others(

@@ -172,7 +172,7 @@ async def test_tick_failure_is_retried_on_the_next_tick() -> None:
 
 
 async def test_a_batch_returns_only_once_its_states_are_durable() -> None:
-    core, store, publisher, _ = make_core()
+    core, store, _, _ = make_core()
     lines = EXAMPLES.read_bytes().splitlines()[:4]
     store.fail_flush = True
     with pytest.raises(ConnectionError):  # the app exits without acking the batch

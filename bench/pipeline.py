@@ -462,46 +462,30 @@ def restart_benchmark(patients: int, runs: int, workdir: Path) -> dict[str, Any]
                       *restart_table(restart)]}
 
 
-def pipeline_benchmark(patients: int, runs: int, workdir: Path) -> dict[str, Any]:
-    lines = [line.encode() for line in generate_lines(StreamSpec(patients=patients, seed=2025))]
-    now = "2026-01-01T00:00:00Z"
-    with LocalKafkaBroker() as broker:
-        bootstrap = broker.bootstrap
-        ceiling = [asyncio.run(passthrough(bootstrap, lines, f"p{r}")) for r in range(runs)]
-        one_runs = [asyncio.run(tracker_throughput(bootstrap, lines, workdir, f"one{r}", 1, now))
-                    for r in range(runs)]
-        two_runs = [asyncio.run(tracker_throughput(bootstrap, lines, workdir, f"two{r}", 2, now))
-                    for r in range(runs)]
-        one = [run.events_per_second for run in one_runs]
-        two = [run.events_per_second for run in two_runs]
-        restart = restart_measurements(bootstrap, lines, runs, workdir, now)
-        loads = []
-        floors = []
-        for rate in (200, 1000, 5000):
-            samples = [asyncio.run(latency(bootstrap, workdir, rate, 10.0, f"l{rate}r{r}"))
-                       for r in range(runs)]
-            loads.append(_median_load(samples))
-            floors.append(_median_load([
-                asyncio.run(relay_latency(bootstrap, rate, 10.0, f"f{rate}r{r}"))
-                for r in range(runs)
-            ]))
-    result: dict[str, Any] = {
-        "events": len(lines),
+def throughput_measurements(bootstrap: str, lines: list[bytes], runs: int, workdir: Path,
+                            now: str) -> dict[str, Any]:
+    """The raw pass-through (the ceiling), then one worker and two workers, ``runs`` each."""
+    ceiling = [asyncio.run(passthrough(bootstrap, lines, f"p{r}")) for r in range(runs)]
+    one_runs = [asyncio.run(tracker_throughput(bootstrap, lines, workdir, f"one{r}", 1, now))
+                for r in range(runs)]
+    two_runs = [asyncio.run(tracker_throughput(bootstrap, lines, workdir, f"two{r}", 2, now))
+                for r in range(runs)]
+    one = [run.events_per_second for run in one_runs]
+    two = [run.events_per_second for run in two_runs]
+    return {
         "passthrough_events_per_second": round(median(ceiling)),
         "tracker_one_worker_events_per_second": round(median(one)),
         "tracker_two_workers_events_per_second": round(median(two)),
         "ratio_tracker_to_passthrough": round(median(one) / median(ceiling), 3),
-        "latency": loads,
-        "latency_raw_relay": floors,
-        "restart": restart,
-        "runs": runs,
         "tracker_one_worker_in_batches_share": median([r.in_batches_share for r in one_runs]),
         "tracker_one_worker_mean_batch_events": median([r.mean_batch_events for r in one_runs]),
         "raw": {"passthrough": ceiling, "one": [asdict(run) for run in one_runs],
                 "two": [asdict(run) for run in two_runs]},
     }
-    table = [
-        (f"pipeline ({len(lines):,} events, median of {runs})", ""),
+
+
+def throughput_table(result: dict[str, Any]) -> list[tuple[str, str]]:
+    return [
         ("raw aiokafka pass-through (ceiling)",
          f"{result['passthrough_events_per_second']:,} events/s"),
         ("tracker, 1 worker", f"{result['tracker_one_worker_events_per_second']:,} events/s"),
@@ -511,8 +495,31 @@ def pipeline_benchmark(patients: int, runs: int, workdir: Path) -> dict[str, Any
          f"{result['tracker_one_worker_in_batches_share']:.0%} of wall time; "
          f"{result['tracker_one_worker_mean_batch_events']:,} events"),
     ]
-    table += restart_table(restart)
-    for load, floor in zip(loads, floors, strict=True):
+
+
+LATENCY_RATES = (200, 1000, 5000)
+
+
+def latency_measurements(bootstrap: str, runs: int, workdir: Path,
+                         rates: tuple[int, ...] = LATENCY_RATES,
+                         seconds: float = 10.0) -> dict[str, Any]:
+    """Each offered load through the tracker, then through the raw relay (the floor)."""
+    loads = []
+    floors = []
+    for rate in rates:
+        samples = [asyncio.run(latency(bootstrap, workdir, rate, seconds, f"l{rate}r{r}"))
+                   for r in range(runs)]
+        loads.append(_median_load(samples))
+        floors.append(_median_load([
+            asyncio.run(relay_latency(bootstrap, rate, seconds, f"f{rate}r{r}"))
+            for r in range(runs)
+        ]))
+    return {"latency": loads, "latency_raw_relay": floors}
+
+
+def latency_table(result: dict[str, Any]) -> list[tuple[str, str]]:
+    table = []
+    for load, floor in zip(result["latency"], result["latency_raw_relay"], strict=True):
         table.append((f"latency at {load['offered_per_second']:,}/s offered "
                       f"({load['achieved_per_second']:,}/s sent)",
                       f"p50 {load['p50_ms']} ms, p95 {load['p95_ms']} ms, "
@@ -520,5 +527,44 @@ def pipeline_benchmark(patients: int, runs: int, workdir: Path) -> dict[str, Any
         table.append(("  raw aiokafka relay, same load (floor)",
                       f"p50 {floor['p50_ms']} ms, p95 {floor['p95_ms']} ms, "
                       f"p99 {floor['p99_ms']} ms ({floor['answered']}/{floor['probes']} probes)"))
-    result["table"] = table
+    return table
+
+
+def throughput_benchmark(patients: int, runs: int, workdir: Path) -> dict[str, Any]:
+    """The throughput measurements alone (``--only throughput``), on the pipeline's stream."""
+    lines = [line.encode() for line in generate_lines(StreamSpec(patients=patients, seed=2025))]
+    with LocalKafkaBroker() as broker:
+        result = throughput_measurements(broker.bootstrap, lines, runs, workdir,
+                                         "2026-01-01T00:00:00Z")
+    result.update(events=len(lines), runs=runs)
+    result["table"] = [(f"throughput ({len(lines):,} events, median of {runs})", ""),
+                       *throughput_table(result)]
+    return result
+
+
+def latency_benchmark(runs: int, workdir: Path) -> dict[str, Any]:
+    """The latency measurements alone (``--only latency``)."""
+    with LocalKafkaBroker() as broker:
+        result = latency_measurements(broker.bootstrap, runs, workdir)
+    result["runs"] = runs
+    result["table"] = [(f"latency (median of {runs})", ""), *latency_table(result)]
+    return result
+
+
+def pipeline_benchmark(patients: int, runs: int, workdir: Path) -> dict[str, Any]:
+    lines = [line.encode() for line in generate_lines(StreamSpec(patients=patients, seed=2025))]
+    now = "2026-01-01T00:00:00Z"
+    with LocalKafkaBroker() as broker:
+        bootstrap = broker.bootstrap
+        throughput = throughput_measurements(bootstrap, lines, runs, workdir, now)
+        restart = restart_measurements(bootstrap, lines, runs, workdir, now)
+        latencies = latency_measurements(bootstrap, runs, workdir)
+    result: dict[str, Any] = {"events": len(lines), **throughput, **latencies,
+                              "restart": restart, "runs": runs}
+    result["table"] = [
+        (f"pipeline ({len(lines):,} events, median of {runs})", ""),
+        *throughput_table(result),
+        *restart_table(restart),
+        *latency_table(result),
+    ]
     return result

@@ -105,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--patients", type=int, default=5000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--only",
-                        choices=("replay", "long-term", "pipeline", "restart", "all"),
+                        choices=("replay", "long-term", "pipeline", "throughput", "restart",
+                                 "latency", "all"),
                         default="all")
     parser.add_argument("--long-term-patients", type=int, default=1000,
                         help="patients in the five-year stream (default 1,000)")
@@ -129,10 +130,19 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"pipeline benchmarks unavailable: {missing}", file=sys.stderr)
             else:
                 results["pipeline"] = pipeline_benchmark(args.patients, args.runs, Path(tmp))
-        if args.only == "restart":  # part of the pipeline section in a full run
+        # throughput, restart and latency are the parts of the pipeline section of a full run
+        if args.only == "throughput":
+            from bench.pipeline import throughput_benchmark
+
+            results["throughput"] = throughput_benchmark(args.patients, args.runs, Path(tmp))
+        if args.only == "restart":
             from bench.pipeline import restart_benchmark
 
             results["restart"] = restart_benchmark(args.patients, args.runs, Path(tmp))
+        if args.only == "latency":
+            from bench.pipeline import latency_benchmark
+
+            results["latency"] = latency_benchmark(args.runs, Path(tmp))
     path = save("bench", results, args.results_dir)
     _print(results)
     print(f"\nsaved {path}")
@@ -186,7 +196,7 @@ def _print(results: dict[str, Any]) -> None:
             print(f"  {'tracker, 1 worker, ' + format(tracker['patients'], ',') + ' patients':<40} "
                   f"settled {tracker['settled_events_per_second']:,} events/s, kept "
                   f"{tracker['kept_events_per_second']:,} ({tracker['events']:,} events)")
-    for section in ("pipeline", "restart"):
+    for section in ("pipeline", "throughput", "restart", "latency"):
         for label, value in results.get(section, {}).get("table", []):
             print(f"  {label:<40} {value}")
 

@@ -1,13 +1,16 @@
-"""write_changelog on a stand-in producer: batches per partition, order kept, offsets reported."""
+"""The tracker's changelog writes on a stand-in producer: batches per partition, order kept,
+offsets reported, and FaustStateStore's store-now, changelog-on-flush saves."""
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from faust.types import TP
 
+from imnm_common.domain.state import PatientState
+from imnm_tracker import app
 from imnm_tracker.changelog import ChangelogRecord, write_changelog
 
 
@@ -84,3 +87,81 @@ async def test_a_state_larger_than_a_batch_is_an_error_not_a_loss() -> None:
     with pytest.raises(ValueError, match="does not fit"):
         await write_changelog(producer, "t", [rec(0, "a", "1"), rec(0, "big", "x" * 20)],
                               lambda tp, offset: None)
+
+
+# ------------------------------------------------------------------ FaustStateStore, batched
+class Store(dict[bytes, bytes]):
+    """The table's store: faust's stores take the restart offsets too."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.persisted: dict[TP, int] = {}
+
+    def set_persisted_offset(self, tp: TP, offset: int) -> None:
+        self.persisted[tp] = offset
+
+
+class Table:
+    def __init__(self) -> None:
+        self.data = Store()
+        self.assigned: dict[bytes, bytes] = {}  # what went through faust's own changelog path
+        self.changelog_topic = self
+
+    def get_topic_name(self) -> str:
+        return "imnm-tracker-state-changelog"
+
+    def __setitem__(self, key: bytes, value: bytes) -> None:
+        self.assigned[key] = value
+        self.data[key] = value
+
+
+class FailingOnce(Producer):
+    def __init__(self) -> None:
+        super().__init__()
+        self.failures = 1
+
+    async def send_batch(self, batch: Batch, topic: str, *, partition: int) -> Any:
+        if self.failures:
+            self.failures -= 1
+            raise ConnectionError("broker gone")
+        return await super().send_batch(batch, topic, partition=partition)
+
+
+def faust_store(monkeypatch: pytest.MonkeyPatch, producer: Producer, *, batched: bool
+                ) -> tuple[Any, Table]:
+    monkeypatch.setattr(app, "_aiokafka_producer", lambda _: producer)
+    table = Table()
+    # the app only reaches faust's producer, replaced above, and the stand-in events
+    return app.FaustStateStore(cast(Any, object()), cast(Any, table), "events",
+                               batched=batched), table
+
+
+async def test_the_store_is_written_at_once_and_the_changelog_on_flush(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    producer = FailingOnce()
+    store, table = faust_store(monkeypatch, producer, batched=True)
+    store.save("P1", 0, PatientState(patient_id="P1"), None)
+    store.save("P2", 3, PatientState(patient_id="P2"), 5.0)
+    assert set(table.data) == {b"P1", b"P2"} and table.assigned == {}
+    with pytest.raises(ConnectionError):
+        await store.flush()
+    assert producer.sent == [] and table.data.persisted == {}
+    store.save("P1", 0, PatientState(patient_id="P1", clock=9.0), None)
+    await store.flush()  # the failed records go first, then the newer write of P1
+    assert [(p, [k for k, _ in batch]) for _, p, batch in producer.sent] == [
+        (0, [b"P1", b"P1"]), (3, [b"P2"]),
+    ]
+    assert producer.sent[0][2][-1][1] == table.data[b"P1"]  # the last record is the store's value
+    topic = "imnm-tracker-state-changelog"
+    assert table.data.persisted == {TP(topic, 0): 101, TP(topic, 3): 100}
+    await store.flush()  # nothing new
+    assert len(producer.sent) == 2
+
+
+async def test_unbatched_saves_are_table_assignments(monkeypatch: pytest.MonkeyPatch) -> None:
+    producer = Producer()
+    store, table = faust_store(monkeypatch, producer, batched=False)
+    store.save("P1", 2, PatientState(patient_id="P1"), None)
+    await store.flush()
+    assert set(table.assigned) == {b"P1"} and producer.sent == []

@@ -159,8 +159,10 @@ def _rules_read_by(state: PatientState, event: CanonicalEvent) -> tuple[str, ...
 
 
 def _mark_dirty(state: PatientState, rules: tuple[str, ...]) -> None:
-    if rules and not set(rules) <= set(state.dirty_rules):
-        state.dirty_rules = sorted(set(state.dirty_rules) | set(rules))
+    dirty = state.dirty_rules
+    added = [name for name in rules if name not in dirty]
+    if added:
+        state.dirty_rules = sorted({*dirty, *added})
 
 
 def _remember(state: PatientState, event_id: str, keep: int) -> None:
@@ -384,10 +386,13 @@ def _judge_time(state: PatientState) -> float:
 
 def next_due(state: PatientState) -> float | None:
     """Earliest instant at which ``advance`` has something to judge."""
-    candidates = [min(state.rule_due.values())] if state.rule_due else []
+    # Asked several times per event (by advance's loop and by every scheduler): no temporaries.
+    due = min(state.rule_due.values()) if state.rule_due else None
     if state.pending_at is not None:
-        candidates.append(_judge_time(state))
-    return min(candidates, default=None)
+        judge = _judge_time(state)
+        if due is None or judge < due:
+            return judge
+    return due
 
 
 def advance(

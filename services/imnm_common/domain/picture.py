@@ -422,7 +422,11 @@ class ClinicalPicture:
         orders = self.state.orders_of(DrugClass.GLUCOCORTICOID) + self.state.orders_of(
             DrugClass.STEROID_SPARING
         )
-        complete = all(self.at >= o.latest.at for o in orders)
+        # "latest_version_at", where known, is at or after every order's latest version
+        latest = self.state.derived.get("latest_version_at")
+        complete = (latest is not None and self.at >= latest) or all(
+            self.at >= o.latest.at for o in orders
+        )
         if complete and "treatment_spans" in self.state.derived:
             cached: list[tuple[float, float]] = self.state.derived["treatment_spans"]
             return cached

@@ -7,9 +7,10 @@ replay from any point and a live stream agree. Rule documentation for clinicians
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import date
+from functools import lru_cache
 
 from imnm_common.domain.config import (
     MonitoringConfig,
@@ -23,7 +24,7 @@ from imnm_common.domain.picture import (
     dose_at,
     therapy_intervals,
 )
-from imnm_common.domain.state import DAY, MedicationOrder, TaperPhase
+from imnm_common.domain.state import DAY, LabValue, MedicationOrder, MuscleScore, TaperPhase
 
 SEED = "IMNM treatment guidance (project clinical source: shared/seeds/imnm-treatment.txt)"
 
@@ -61,7 +62,16 @@ class RuleContext:
 
 
 def day(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d")
+    return _utc_day(int(ts // DAY))
+
+
+@lru_cache(maxsize=4096)
+def _utc_day(days_since_epoch: int) -> str:
+    # Alert texts quote a handful of dates again and again; strftime is the costly part.
+    return date.fromordinal(_EPOCH_ORDINAL + days_since_epoch).isoformat()
+
+
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 
 
 def mg(value: float) -> str:
@@ -277,11 +287,8 @@ def _monitoring_rule(
         treated_since = p.treatment_started_at
         if treated_since is None:
             return []
-        if rule == "ck_monitoring_overdue":
-            results = [(r.at, r.event_id) for r in p.state.creatine_kinase if r.at <= p.at]
-        else:
-            results = [(s.at, s.event_id) for s in p.state.mmt8_scores if s.at <= p.at]
-        last = max(results, default=None)
+        series = p.state.creatine_kinase if rule == "ck_monitoring_overdue" else p.state.mmt8_scores
+        last = _latest_until(series, p.at)
         reference = max(treated_since, last[0]) if last else treated_since
         limit_days = (
             cfg.maintenance_days if p.phase is TaperPhase.MAINTENANCE else cfg.induction_taper_days
@@ -313,6 +320,20 @@ def _monitoring_rule(
         ]
 
     return evaluate
+
+
+def _latest_until(series: Sequence[LabValue | MuscleScore], at: float) -> tuple[float, str] | None:
+    """(time, event id) of the latest result at or before ``at`` (the largest event id among
+    results of that same time). The series are kept in time order."""
+    latest: tuple[float, str] | None = None
+    for result in reversed(series):
+        if result.at > at:
+            continue
+        if latest is not None and result.at < latest[0]:
+            break
+        if latest is None or result.event_id > latest[1]:
+            latest = (result.at, result.event_id)
+    return latest
 
 
 # ---------------------------------------------------------------------------------------------

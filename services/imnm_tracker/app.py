@@ -99,6 +99,12 @@ class FaustStateStore:
             self._unsent = records + self._unsent
             raise
 
+    def drop_partitions(self, partitions: Iterable[int]) -> None:
+        # Only a failed timer flush leaves records here; written after a rebalance they could
+        # overwrite newer states of the partition's new owner.
+        gone = set(partitions)
+        self._unsent = [record for record in self._unsent if record.partition not in gone]
+
     def headers(self) -> Iterable[tuple[str, StoredHeader | StoredValueError]]:
         for key, raw in list(self.table.items()):
             try:

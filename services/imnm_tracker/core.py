@@ -59,6 +59,11 @@ class StateStore(Protocol):
         keeping them to be flushed again."""
         ...
 
+    def drop_partitions(self, partitions: Iterable[int]) -> None:
+        """Partitions revoked: saves of theirs not yet flushed are never to be flushed (the
+        partitions' new owner writes their changelog from now on)."""
+        ...
+
     def headers(self) -> Iterable[tuple[str, StoredHeader | StoredValueError]]:
         """Every stored patient with its header (or why it has none), for index rebuilds."""
         ...

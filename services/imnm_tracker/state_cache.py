@@ -73,6 +73,7 @@ class CachedStateStore:
 
     def drop_partitions(self, partitions: Iterable[int]) -> None:
         gone = set(partitions)
+        self.store.drop_partitions(gone)
         for patient_id in [p for p, (part, _) in self._states.items() if part in gone]:
             del self._states[patient_id]
 

@@ -165,3 +165,17 @@ async def test_unbatched_saves_are_table_assignments(monkeypatch: pytest.MonkeyP
     store.save("P1", 2, PatientState(patient_id="P1"), None)
     await store.flush()
     assert set(table.assigned) == {b"P1"} and producer.sent == []
+
+
+async def test_revoked_partitions_lose_their_unflushed_records(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    producer = FailingOnce()
+    store, _ = faust_store(monkeypatch, producer, batched=True)
+    store.save("P1", 0, PatientState(patient_id="P1"), None)
+    store.save("P2", 1, PatientState(patient_id="P2"), None)
+    with pytest.raises(ConnectionError):
+        await store.flush()
+    store.drop_partitions([1])  # another worker owns partition 1 now
+    await store.flush()
+    assert [(p, [k for k, _ in batch]) for _, p, batch in producer.sent] == [(0, [b"P1"])]

@@ -37,6 +37,7 @@ class DictStore:
         self.values: dict[str, bytes] = {}
         self.durable: dict[str, bytes] = {}
         self.fail_flush = False
+        self.dropped: set[int] = set()
 
     def load(self, patient_id: str, partition: int) -> PatientState | None:
         raw = self.values.get(patient_id)
@@ -50,6 +51,9 @@ class DictStore:
         if self.fail_flush:
             raise ConnectionError("changelog unavailable")
         self.durable = dict(self.values)
+
+    def drop_partitions(self, partitions: Iterable[int]) -> None:
+        self.dropped = set(partitions)
 
     def headers(self) -> Iterable[tuple[str, StoredHeader | StoredValueError]]:
         for patient_id, raw in self.values.items():

@@ -66,13 +66,15 @@ def test_the_least_recently_used_state_leaves_first() -> None:
 
 
 def test_forget_drop_partitions_and_clear() -> None:
-    cache = CachedStateStore(stored_store("a", "b", "c"))
+    store = stored_store("a", "b", "c")
+    cache = CachedStateStore(store)
     for partition, patient_id in enumerate("abc"):
         cache.load(patient_id, partition)
     cache.forget("a")
     assert len(cache) == 2
     cache.drop_partitions([1])
     assert len(cache) == 1
+    assert store.dropped == {1}  # the store's unflushed writes of partition 1 go too
     cache.clear()
     assert len(cache) == 0
 

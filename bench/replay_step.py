@@ -18,6 +18,7 @@ from bench.common import UNSETTLED_DAYS
 from imnm_common.contracts.events import parse_event
 from imnm_common.domain import engine
 from imnm_common.domain.config import RulesConfig
+from imnm_common.runtime import tune_gc_for_batch
 from imnm_common.service_layer.replay import Replay
 from imnm_tracker import stored
 
@@ -111,6 +112,8 @@ CONFIGS = {"replay": RulesConfig(),
 
 
 def main(mode: str, path: str) -> None:
+    if mode != "cli":  # the CLI sets it itself
+        tune_gc_for_batch()  # as `imnm replay` does
     if mode == "memory":
         memory(path)
         return

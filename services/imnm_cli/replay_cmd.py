@@ -14,6 +14,7 @@ import orjson
 from imnm_common.contracts.alerts import AlertTransition
 from imnm_common.domain.config import RulesConfig
 from imnm_common.domain.picture import ClinicalPicture
+from imnm_common.runtime import tune_gc_for_batch
 from imnm_common.service_layer import rules_config
 from imnm_common.service_layer.replay import Replay
 
@@ -84,6 +85,7 @@ def run_replay(args: argparse.Namespace) -> int:
     try:
         now = parse_now(args.now)
         config = load_rules_config(args.rules_config)
+        tune_gc_for_batch()
         replay = Replay(config)
         started = time.perf_counter()
         out = sys.stdout.buffer
@@ -146,6 +148,7 @@ def run_state(args: argparse.Namespace) -> int:
     try:
         now = parse_now(args.now)
         config = load_rules_config(args.rules_config)
+        tune_gc_for_batch()
         replay = Replay(config)
         for _ in _all(replay, _lines(args.file), now):
             pass

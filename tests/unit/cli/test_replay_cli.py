@@ -111,3 +111,21 @@ def test_state_shows_phase_dose_and_open_alerts() -> None:
     assert "taper_relapse_risk" in summary["state"]["open_alerts"]
     missing = imnm("state", str(EXAMPLE), "--patient", "MRN-0000")
     assert missing.returncode == 2 and "no events for patient" in missing.stderr.decode()
+
+
+@pytest.mark.parametrize("command", [["replay"], ["state", "--patient", "MRN-1001"]])
+def test_the_batch_commands_set_the_batch_gc_thresholds(
+    command: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    import gc
+
+    from imnm_cli.main import main
+    from imnm_common.runtime import BATCH_GC_THRESHOLDS
+
+    before = gc.get_threshold()
+    try:
+        gc.set_threshold(700, 10, 10)  # CPython's defaults
+        assert main([command[0], str(EXAMPLE), *command[1:]]) in (0, 3)
+        assert gc.get_threshold() == BATCH_GC_THRESHOLDS
+    finally:
+        gc.set_threshold(*before)

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 from collections.abc import Iterable, Sequence
@@ -208,6 +209,7 @@ class TrackerApp:
             options.rules,
             cached_patients=options.cached_patients,
         )
+        self._heap_frozen = False
         self.app.agent(self.events, name="imnm_tracker.events", concurrency=1)(self._consume)
         self.app.timer(options.timer_interval, name="imnm_tracker.timer")(self._tick)
         # faust calls receivers as (sender, *args, signal=..., **kwargs)
@@ -269,3 +271,10 @@ class TrackerApp:
             if tp.topic == self.options.topics.events
         }
         await self.core.on_recovered(active)
+        if not self._heap_frozen:
+            # Once, when first ready: the app, faust and every module are built, and the table
+            # holds bytes only (not tracked by the collector). Frozen, they drop out of every
+            # full collection from now on. Only once: objects frozen later could become garbage
+            # (the states a rebalance drops) that is never collected.
+            gc.freeze()
+            self._heap_frozen = True

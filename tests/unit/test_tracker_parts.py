@@ -226,3 +226,23 @@ def test_tracker_without_broker_exits_with_usage_error(
     assert stream_cmds.run_tracker(args) == stream_cmds.EXIT_USAGE
     assert "no Kafka broker" in capsys.readouterr().err
 
+
+
+# ------------------------------------------------------------------------ garbage collection
+async def test_the_heap_built_at_start_up_is_frozen_once(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import gc
+
+    from imnm_tracker.app import TrackerApp
+    from imnm_tracker.metrics import TrackerMetrics
+
+    frozen: list[int] = []
+    monkeypatch.setattr(gc, "freeze", lambda: frozen.append(1))
+    options = resolve(Settings(kafka_bootstrap="localhost:9"), TrackerTuning(),
+                      app_id="imnm-test-gc", data_dir=str(tmp_path))
+    tracker = TrackerApp(options, 3, TrackerMetrics())  # no broker needed until it starts
+    await tracker._on_recovered()
+    assert frozen == [1] and tracker.core.ready
+    await tracker._on_recovered()  # a rebalance: its dropped states must stay collectable
+    assert frozen == [1]

@@ -57,20 +57,20 @@ async def write_changelog(
         by_partition.setdefault(record.partition, []).append(record)
     sent: list[tuple[int, int, Any]] = []  # (partition, records in the batch, its future)
     for partition, items in by_partition.items():
-        batch, count = producer.create_batch(), 0
-        for record in items:
-            if batch.append(key=record.key, value=record.value, timestamp=None) is None:
-                # full (the producer's max_batch_size): send it, start the next
-                sent.append((partition, count, await producer.send_batch(
-                    batch, topic, partition=partition)))
-                batch, count = producer.create_batch(), 0
-                if batch.append(key=record.key, value=record.value, timestamp=None) is None:
-                    raise ValueError(
-                        f"a state of {len(record.value)} bytes does not fit in a produce batch"
-                    )
-            count += 1
-        sent.append((partition, count, await producer.send_batch(
-            batch, topic, partition=partition)))
+        while items:
+            # as many records as fit (the producer's max_batch_size), then the rest
+            batch, count = producer.create_batch(), 0
+            while count < len(items) and batch.append(
+                key=items[count].key, value=items[count].value, timestamp=None
+            ) is not None:
+                count += 1
+            if count == 0:
+                raise ValueError(
+                    f"a state of {len(items[0].value)} bytes does not fit in a produce batch"
+                )
+            sent.append((partition, count, await producer.send_batch(
+                batch, topic, partition=partition)))
+            items = items[count:]
     for partition, count, future in sent:
         metadata = await future
         on_written(TP(topic, partition), metadata.offset + count - 1)

@@ -136,16 +136,23 @@ def faust_store(monkeypatch: pytest.MonkeyPatch, producer: Producer, *, batched:
                                batched=batched), table
 
 
+async def a_failed_flush(monkeypatch: pytest.MonkeyPatch, partitions: dict[str, int]
+                         ) -> tuple[Any, Table, FailingOnce]:
+    """A batched store that saved one state per patient, whose first flush failed."""
+    producer = FailingOnce()
+    store, table = faust_store(monkeypatch, producer, batched=True)
+    for patient_id, partition in partitions.items():
+        store.save(patient_id, partition, PatientState(patient_id=patient_id), None)
+    with pytest.raises(ConnectionError):
+        await store.flush()
+    return store, table, producer
+
+
 async def test_the_store_is_written_at_once_and_the_changelog_on_flush(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    producer = FailingOnce()
-    store, table = faust_store(monkeypatch, producer, batched=True)
-    store.save("P1", 0, PatientState(patient_id="P1"), None)
-    store.save("P2", 3, PatientState(patient_id="P2"), 5.0)
+    store, table, producer = await a_failed_flush(monkeypatch, {"P1": 0, "P2": 3})
     assert set(table.data) == {b"P1", b"P2"} and table.assigned == {}
-    with pytest.raises(ConnectionError):
-        await store.flush()
     assert producer.sent == [] and table.data.persisted == {}
     store.save("P1", 0, PatientState(patient_id="P1", clock=9.0), None)
     await store.flush()  # the failed records go first, then the newer write of P1
@@ -170,12 +177,7 @@ async def test_unbatched_saves_are_table_assignments(monkeypatch: pytest.MonkeyP
 async def test_revoked_partitions_lose_their_unflushed_records(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    producer = FailingOnce()
-    store, _ = faust_store(monkeypatch, producer, batched=True)
-    store.save("P1", 0, PatientState(patient_id="P1"), None)
-    store.save("P2", 1, PatientState(patient_id="P2"), None)
-    with pytest.raises(ConnectionError):
-        await store.flush()
+    store, _, producer = await a_failed_flush(monkeypatch, {"P1": 0, "P2": 1})
     store.drop_partitions([1])  # another worker owns partition 1 now
     await store.flush()
     assert [(p, [k for k, _ in batch]) for _, p, batch in producer.sent] == [(0, [b"P1"])]

@@ -87,6 +87,7 @@ class TrackerRun:
     batches: int
     mean_batch_events: float
     in_batches_share: float
+    gc_share: float  # the workers' garbage-collector pauses over their wall time
 
 
 async def tracker_throughput(bootstrap: str, lines: list[bytes], workdir: Path, tag: str,
@@ -216,11 +217,12 @@ async def _processing_rate(cluster: TrackerCluster, workers: list[WorkerProcess]
     within one poll; a tiny stream consumed between two polls still gets a non-zero interval."""
     first: float | None = None
     idle = time.time()  # the last poll at which nothing was consumed yet
+    gc_before = 0.0  # the workers' collector time at that poll
     pending = idle  # the last poll at which some events were not consumed yet
     settled: tuple[float, float] | None = None  # (published count, since when)
     deadline = time.monotonic() + 900
     while time.monotonic() < deadline:
-        consumed = published = batch_seconds = batches = 0.0
+        consumed = published = batch_seconds = batches = gc_seconds = 0.0
         for worker in workers:
             with contextlib.suppress(OSError):
                 samples = worker.metrics()  # one scrape: each costs the worker CPU and the GIL
@@ -228,9 +230,11 @@ async def _processing_rate(cluster: TrackerCluster, workers: list[WorkerProcess]
                 published += sample_total(samples, "imnm_tracker_alert_transitions_total")
                 batch_seconds += sample_total(samples, "imnm_tracker_batch_seconds_sum")
                 batches += sample_total(samples, "imnm_tracker_batch_seconds_count")
+                gc_seconds += sample_total(samples, "imnm_tracker_gc_pause_seconds_sum")
         now = time.time()
         if not consumed:
             idle = now
+            gc_before = gc_seconds
         elif first is None:
             first = idle
         if consumed < total:
@@ -251,6 +255,7 @@ async def _processing_rate(cluster: TrackerCluster, workers: list[WorkerProcess]
                     # the last batch's publish and saves can end after the run's end: an
                     # upper bound, by at most one batch
                     in_batches_share=round(batch_seconds / (seconds * len(workers)), 3),
+                    gc_share=round((gc_seconds - gc_before) / (seconds * len(workers)), 3),
                 )
         await asyncio.sleep(POLL_SECONDS)
     raise RuntimeError("the tracker did not process the stream within 900 s")
@@ -479,6 +484,7 @@ def throughput_measurements(bootstrap: str, lines: list[bytes], runs: int, workd
         "ratio_tracker_to_passthrough": round(median(one) / median(ceiling), 3),
         "tracker_one_worker_in_batches_share": median([r.in_batches_share for r in one_runs]),
         "tracker_one_worker_mean_batch_events": median([r.mean_batch_events for r in one_runs]),
+        "tracker_one_worker_gc_share": median([r.gc_share for r in one_runs]),
         "raw": {"passthrough": ceiling, "one": [asdict(run) for run in one_runs],
                 "two": [asdict(run) for run in two_runs]},
     }
@@ -494,6 +500,8 @@ def throughput_table(result: dict[str, Any]) -> list[tuple[str, str]]:
         ("1 worker: time in handle_batch; mean batch",
          f"{result['tracker_one_worker_in_batches_share']:.0%} of wall time; "
          f"{result['tracker_one_worker_mean_batch_events']:,} events"),
+        ("1 worker: garbage-collector pauses",
+         f"{result['tracker_one_worker_gc_share']:.1%} of wall time"),
     ]
 
 

@@ -6,8 +6,12 @@ on the global default registry. Labels are categories only: never a patient id.
 
 from __future__ import annotations
 
+import gc
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 from threading import Thread
 from wsgiref.simple_server import WSGIServer
 
@@ -22,6 +26,7 @@ from prometheus_client import (
 
 log = logging.getLogger(__name__)
 
+_GC_PAUSE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 _PROCESSING_BUCKETS = (
     0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
 )
@@ -94,9 +99,33 @@ class TrackerMetrics:
         self.recoveries = Counter(
             "imnm_tracker_recoveries", "Table recoveries completed (rebalances).", registry=r
         )
+        self.gc_pause_seconds = Histogram(
+            "imnm_tracker_gc_pause_seconds",
+            "Pauses of the cyclic garbage collector, by generation (2 is a full pass over the "
+            "heap). Every thread waits for them, the event loop included.",
+            ["generation"],
+            buckets=_GC_PAUSE_BUCKETS,
+            registry=r,
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+    def record_gc_pauses(self) -> Callable[[], None]:
+        """Observe every collection of this process from now on; returns the undo. The
+        collector's callbacks are process-wide: one worker per process records them."""
+        started = [0.0]
+        pauses = {str(generation): self.gc_pause_seconds.labels(str(generation))
+                  for generation in range(3)}
+
+        def on_collection(phase: str, info: dict[str, Any]) -> None:
+            if phase == "start":
+                started[0] = time.perf_counter()
+            else:
+                pauses[str(info["generation"])].observe(time.perf_counter() - started[0])
+
+        gc.callbacks.append(on_collection)
+        return lambda: gc.callbacks.remove(on_collection)
 
 
 @dataclass

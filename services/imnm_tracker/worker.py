@@ -21,6 +21,7 @@ from collections.abc import Sequence
 import faust
 from aiokafka.errors import KafkaError
 
+from imnm_common.runtime import tune_gc_for_service
 from imnm_tracker.errors import TrackerError
 from imnm_tracker.metrics import MetricsServer, TrackerMetrics
 from imnm_tracker.options import TrackerOptions
@@ -70,12 +71,15 @@ def run_worker(options: TrackerOptions) -> int:
     worker = faust.Worker(
         tracker.app, loglevel=options.log_level, logfile=sys.stderr, quiet=True,
     )
+    tune_gc_for_service()
+    stop_recording_gc = metrics.record_gc_pauses()
     try:
         worker.execute_from_commandline()
     except SystemExit as stopped:
         code = stopped.code
         return code if isinstance(code, int) else (EXIT_OK if code is None else EXIT_FAILED)
     finally:
+        stop_recording_gc()
         if server is not None:
             server.stop()
     return EXIT_OK  # pragma: no cover - execute_from_commandline always raises SystemExit

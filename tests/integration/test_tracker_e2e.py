@@ -82,6 +82,8 @@ async def test_kafka_gives_what_replay_gives(
     }) - 1  # MRN-3003 only ever sent a rejected event
     assert metrics["imnm_tracker_event_processing_seconds_count"] == len(lines)
     assert metrics["imnm_tracker_timer_runs_total"] > 0
+    # the worker reports its collector's pauses (full passes included)
+    assert 'imnm_tracker_gc_pause_seconds_count{generation="2"}' in metrics
 
     tail = subprocess.run(
         [*imnm_executable(), "tail", "--from-beginning", "--max-messages", str(expected_count)],

@@ -246,3 +246,41 @@ async def test_the_heap_built_at_start_up_is_frozen_once(
     assert frozen == [1] and tracker.core.ready
     await tracker._on_recovered()  # a rebalance: its dropped states must stay collectable
     assert frozen == [1]
+
+
+def test_gc_pauses_are_recorded_by_generation_until_undone() -> None:
+    import gc
+
+    from imnm_tracker.metrics import TrackerMetrics
+
+    metrics = TrackerMetrics()
+    stop = metrics.record_gc_pauses()
+    try:
+        gc.collect()  # a full pass
+        gc.collect(0)
+    finally:
+        stop()
+    recorded = {
+        sample.labels["generation"]: sample.value
+        for family in metrics.registry.collect() if family.name == "imnm_tracker_gc_pause_seconds"
+        for sample in family.samples if sample.name.endswith("_count")
+    }
+    assert recorded["2"] >= 1 and recorded["0"] >= 1
+    gc.collect()
+    after = metrics.gc_pause_seconds.labels("2")._sum.get()  # no longer observed
+    gc.collect()
+    assert metrics.gc_pause_seconds.labels("2")._sum.get() == after
+
+
+def test_service_gc_thresholds_keep_batch_objects_young() -> None:
+    import gc
+
+    from imnm_common.runtime import SERVICE_GC_THRESHOLDS, tune_gc_for_service
+
+    before = gc.get_threshold()
+    try:
+        tune_gc_for_service()
+        assert gc.get_threshold() == SERVICE_GC_THRESHOLDS
+        assert SERVICE_GC_THRESHOLDS[0] > 700  # larger young generation than CPython's default
+    finally:
+        gc.set_threshold(*before)

@@ -1,0 +1,56 @@
+"""How a patient state is serialised: positional rows with compact times, the same bytes however
+the state was reached, and a readable form with named fields."""
+
+from __future__ import annotations
+
+import orjson
+from domain_chart import Chart, ts
+
+from imnm_common.domain import engine
+from imnm_common.domain.state import LabValue, OrderVersion, PatientState
+
+
+def _state(chart: Chart) -> PatientState:
+    state = engine.new_state(chart.patient_id)
+    for event in chart.parsed():
+        engine.apply(state, event)
+    engine.advance(state, ts(40))
+    return state
+
+
+def _chart() -> Chart:
+    chart = Chart()
+    chart.dx(0)
+    chart.pred("p1", 0, 60)
+    chart.ck(1, 900)
+    chart.ck(2.5 + 0.25 / 86_400, 700)  # a quarter of a second past a whole second
+    chart.mmt8(3, 120)
+    return chart
+
+
+def test_rows_are_arrays_with_whole_seconds_as_integers() -> None:
+    state = _state(_chart())
+    raw = orjson.loads(state.to_bytes())
+    orders, cks, scores = raw[5], raw[6], raw[8]
+    version = orders[0][5][0]
+    assert version == [int(ts(0)), "active", version[2], 60.0, 1.0, ""]
+    assert cks[0][:2] == [int(ts(1)), 900.0] and isinstance(cks[0][0], int)
+    assert cks[1][0] == ts(2.5) + 0.25  # a fraction is kept
+    assert scores == [[int(ts(3)), 120.0, scores[0][2]]]
+    assert isinstance(state.orders["p1"].versions[0], OrderVersion)
+    assert isinstance(state.creatine_kinase[0], LabValue)
+
+
+def test_the_same_bytes_whether_computed_or_decoded() -> None:
+    state = _state(_chart())
+    decoded = PatientState.from_bytes(state.to_bytes())
+    assert decoded == state
+    assert decoded.to_bytes() == state.to_bytes()
+
+
+def test_the_readable_form_names_every_field() -> None:
+    readable = _state(_chart()).to_dict()
+    assert readable["orders"]["p1"]["versions"][0]["status"] == "active"
+    assert readable["creatine_kinase"][1]["value"] == 700.0
+    assert readable["mmt8_scores"][0]["score"] == 120.0
+    orjson.dumps(readable)  # plain JSON: no tuples left that a reader would see as arrays

@@ -208,12 +208,21 @@ class TrackerApp:
             metrics,
             options.rules,
             cached_patients=options.cached_patients,
+            source_highwater=self._source_highwater,
         )
         self._heap_frozen = False
         self.app.agent(self.events, name="imnm_tracker.events", concurrency=1)(self._consume)
         self.app.timer(options.timer_interval, name="imnm_tracker.timer")(self._tick)
         # faust calls receivers as (sender, *args, signal=..., **kwargs)
         self.app.on_partitions_revoked.connect(cast(Any, self._on_revoked))
+
+    def _source_highwater(self, partition: int) -> int | None:
+        """The events partition's end as the consumer last fetched it (core: catching up)."""
+        try:
+            end = self.app.consumer.highwater(TP(self.options.topics.events, partition))
+        except Exception:  # not started, or no longer assigned: judged on the clock, as before
+            return None
+        return end if isinstance(end, int) else None
 
     # faust calls these ------------------------------------------------------------
     async def _consume(self, stream: StreamT[bytes]) -> None:

@@ -99,6 +99,12 @@ class TrackerMetrics:
         self.recoveries = Counter(
             "imnm_tracker_recoveries", "Table recoveries completed (rebalances).", registry=r
         )
+        self.catching_up_partitions = Gauge(
+            "imnm_tracker_catching_up_partitions",
+            "Source partitions with messages waiting behind those processed: their patients are "
+            "judged up to the newest event time processed, not the clock's now.",
+            registry=r,
+        )
         self.gc_pause_seconds = Histogram(
             "imnm_tracker_gc_pause_seconds",
             "Pauses of the cyclic garbage collector, by generation (2 is a full pass over the "

@@ -15,12 +15,16 @@ The one difference from a replay: ``Replay`` has one clock for everybody (the la
 ``occurred_at`` seen), the tracker one per patient. With events in time order both give every
 patient the same evaluations; with late events the tracker does not fire a patient's dues just
 because another patient's event was newer.
+
+While a partition catches up on a backlog (:mod:`imnm_tracker.core`), ``now`` gives way to the
+newest event time processed from it, exclusive: an event of that same instant may still be in
+the backlog, and the instant is judged once it is passed, as a replay judges it.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -40,6 +44,16 @@ StateLoader = Callable[[str, int], PatientState | None]
 """``load(patient_id, partition)``: the stored state, or None for a patient not seen yet."""
 
 _MAX_ERROR_TEXT = 300
+
+
+def advance_patient(
+    state: PatientState, now: float, caught_up_to: float | None, config: RulesConfig
+) -> list[AlertTransition]:
+    """Fire what is due by ``now``; if the patient's partition is catching up on a backlog whose
+    newest event time processed so far is ``caught_up_to``, only what is due before that."""
+    if caught_up_to is None or now <= caught_up_to:
+        return engine.advance(state, now, config)
+    return engine.advance(state, caught_up_to, config, inclusive=False)
 
 
 def parse_record(record: SourceRecord) -> CanonicalEvent:
@@ -178,12 +192,16 @@ class PatientBatch:
             ) from error
         touched.state = state
 
-    def close(self, now: float) -> CloseResult:
-        """Advance every touched patient to ``now``: judge the instants this batch opened."""
+    def close(self, now: float, catching_up: Mapping[int, float] | None = None) -> CloseResult:
+        """Advance every touched patient to ``now`` (or, on a partition in ``catching_up``, to
+        its newest event time): judge the instants this batch opened."""
         result = CloseResult()
+        behind = catching_up or {}
         for patient_id, touched in self.touched.items():
             try:
-                result.transitions.extend(engine.advance(touched.state, now, self._config))
+                result.transitions.extend(advance_patient(
+                    touched.state, now, behind.get(touched.partition), self._config
+                ))
             except Exception as error:
                 # Keep the events applied; the timer retries the evaluation on its next tick.
                 self._rebuild(patient_id, touched)

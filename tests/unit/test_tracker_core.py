@@ -18,7 +18,7 @@ from imnm_common.domain.state import PatientState
 from imnm_common.service_layer.replay import Replay
 from imnm_demo.generator import StreamSpec, generate_lines
 from imnm_tracker import stored
-from imnm_tracker.core import TrackerCore
+from imnm_tracker.core import CATCH_UP_STALL_SECONDS, TrackerCore
 from imnm_tracker.metrics import TrackerMetrics
 from imnm_tracker.records import SourceRecord
 from imnm_tracker.stored import StoredHeader, StoredValueError
@@ -257,3 +257,71 @@ async def test_nothing_fires_before_the_first_recovery() -> None:
     clock.now = NOW
     assert await core.tick() == 0
     assert core.metrics.timer_runs._value.get() == 0
+
+
+# ---------------------------------------------------------------------------------------------
+# catching up: a backlog judged on its own time, not on a clock that is already past it
+def highwaters_of(recs: Sequence[SourceRecord]) -> dict[int, int]:
+    """Each partition's end (its last offset + 1), as the consumer reports it."""
+    ends: dict[int, int] = {}
+    for record in recs:
+        ends[record.partition] = max(ends.get(record.partition, 0), record.offset + 1)
+    return ends
+
+
+@pytest.mark.parametrize(("batch_size", "owned_known"), [(13, True), (500, True), (13, False)])
+async def test_a_backlog_consumed_after_its_time_gives_what_replay_gives(
+    batch_size: int, owned_known: bool
+) -> None:
+    lines = sorted(sample_lines(), key=_occurred_at)
+    recs = records(lines)
+    ends = highwaters_of(recs)
+    store, publisher, clock = DictStore(), ListPublisher(), Clock(NOW)  # a restart after an outage
+    core = TrackerCore(store, publisher, clock, TrackerMetrics(), timer_chunk=7,
+                       source_highwater=ends.get)
+    core.ready = True
+    core.partitions = set(ends) if owned_known else set()
+    for start in range(0, len(recs), batch_size):
+        await core.handle_batch(recs[start:start + batch_size])
+        await core.tick()  # the timer runs meanwhile, on the clock's now
+    assert core.metrics.catching_up_partitions._value.get() == 0
+    await core.tick()
+    assert per_patient(publisher.alerts) == replayed(lines, NOW)
+
+
+async def test_without_a_backlog_a_batch_is_judged_on_the_clock() -> None:
+    lines = sorted(sample_lines(), key=_occurred_at)
+    recs = records(lines)
+    store, publisher, clock = DictStore(), ListPublisher(), Clock(NOW)
+    # the consumer knows of nothing after these messages: each batch is the live edge
+    core = TrackerCore(store, publisher, clock, TrackerMetrics(), timer_chunk=7,
+                       source_highwater=lambda partition: None)
+    core.ready = True
+    await core.handle_batch(recs[:40])
+    advanced = [t for t in publisher.alerts if t.raised_at.timestamp() > _latest(recs[:40])]
+    assert advanced  # time-based alerts due after the batch's events fired at once
+
+
+def _latest(recs: Sequence[SourceRecord]) -> float:
+    return max(datetime.fromisoformat(json.loads(r.value or b"{}")["occurred_at"]).timestamp()
+               for r in recs)
+
+
+async def test_a_partition_whose_end_stays_out_of_reach_is_judged_on_the_clock_again() -> None:
+    """Offsets that are not messages (a transaction marker after the last event) keep the
+    highwater one past anything the worker will ever process."""
+    lines = sorted(sample_lines(), key=_occurred_at)
+    recs = records(lines)
+    ends = {p: end + 1 for p, end in highwaters_of(recs).items()}  # one marker after each end
+    seconds = [0.0]
+    store, publisher, clock = DictStore(), ListPublisher(), Clock(NOW)
+    core = TrackerCore(store, publisher, clock, TrackerMetrics(), timer_chunk=7,
+                       source_highwater=ends.get, monotonic=lambda: seconds[0])
+    core.ready = True
+    await core.handle_batch(recs)
+    await core.tick()
+    assert core.metrics.catching_up_partitions._value.get() == PARTITIONS
+    seconds[0] += CATCH_UP_STALL_SECONDS + 1  # no progress since
+    await core.tick()
+    assert core.metrics.catching_up_partitions._value.get() == 0
+    assert per_patient(publisher.alerts) == replayed(lines, NOW)  # everything due by now fired

@@ -173,8 +173,11 @@ async def _tracker_run(bootstrap: str, lines: list[bytes], workdir: Path, tag: s
                        restart: bool = False, compacted: bool = False,
                        rules_config: str | None = None
                        ) -> tuple[TrackerRun, dict[str, float] | None]:
+    # The stream is a backlog from before ``now``: the workers catch up on its event times, and
+    # the timer then judges every patient at ``now`` (what a replay's finish does), within the
+    # measured run.
     cluster = TrackerCluster(bootstrap, f"bench.trk.{tag}", workdir / tag,
-                             partitions=PARTITIONS, timer_interval=60.0,
+                             partitions=PARTITIONS, timer_interval=TIMER_SECONDS,
                              rules_config=rules_config,
                              changelog_segment_seconds=(
                                  COMPACTED_SEGMENT_SECONDS if compacted else None),
@@ -205,15 +208,19 @@ async def _tracker_run(bootstrap: str, lines: list[bytes], workdir: Path, tag: s
         cluster.close()
 
 
+TIMER_SECONDS = 1.0
+
+
 async def _processing_rate(cluster: TrackerCluster, workers: list[WorkerProcess],
                            total: int) -> TrackerRun:
     """Events/s from the first event consumed until the last alert transition is on the alerts
     topic. Only the metrics are polled during the run (a consumer reading along would take CPU
     from the tracker on a small machine). The tracker counts a batch's events before it publishes
     the batch's transitions, and the transitions once the broker has them: the run is over when
-    every event is consumed and the published count has been still for a second. The end is then
-    the broker timestamp of the newest transition, or, if later, the last poll that still saw
-    events unconsumed. The start is the last poll that saw nothing consumed. Both are known to
+    every event is consumed and the published count has been still for ``SETTLE_SECONDS`` (long
+    enough for the timer's tick after the catch-up, which judges everybody at ``now``). The end
+    is then the broker timestamp of the newest transition, or, if later, the last poll that still
+    saw events unconsumed. The start is the last poll that saw nothing consumed. Both are known to
     within one poll; a tiny stream consumed between two polls still gets a non-zero interval."""
     first: float | None = None
     idle = time.time()  # the last poll at which nothing was consumed yet
@@ -242,7 +249,7 @@ async def _processing_rate(cluster: TrackerCluster, workers: list[WorkerProcess]
         else:
             if settled is None or settled[0] != published:
                 settled = (published, now)
-            elif now - settled[1] >= 1.0:
+            elif now - settled[1] >= SETTLE_SECONDS:
                 assert first is not None
                 last_alert = await _newest_timestamp(cluster.bootstrap, [
                     TopicPartition(cluster.topics.alerts, p) for p in range(cluster.partitions)
@@ -261,6 +268,7 @@ async def _processing_rate(cluster: TrackerCluster, workers: list[WorkerProcess]
     raise RuntimeError("the tracker did not process the stream within 900 s")
 
 
+SETTLE_SECONDS = 2 * TIMER_SECONDS + 1.0
 # How often the run polls the workers' metrics: the start is known to within this (< 0.5% of a
 # run), and a worker serving 20 scrapes/s spent ~6% of its samples in its HTTP thread (py-spy).
 POLL_SECONDS = 0.25

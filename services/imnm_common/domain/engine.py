@@ -51,7 +51,6 @@ from imnm_common.domain.state import (
     OrderVersion,
     PatientState,
     SettledOrders,
-    compact_time,
 )
 
 IMMEDIATE_RULES = tuple(name for name, (info, _) in RULES.items() if info.immediate)
@@ -118,7 +117,7 @@ def apply(
         raise ValueError("event belongs to another patient")
     if event.event_id in state.seen_event_ids:
         return ApplyOutcome(duplicate=True)
-    at = compact_time(event.occurred_at.timestamp())  # as stored
+    at = event.occurred_at.timestamp()
     stale = False
     if isinstance(event, MedicationOrderEvent):
         stale = not _record_order(state, event, at)

@@ -4,10 +4,16 @@ Times are POSIX seconds (UTC) internally: cheap to compare, cheap to store. Ever
 by what makes re-applying an event a no-op (order versions by time, results by result or event
 id), so idempotence does not depend on the bounded ``seen_event_ids`` window alone.
 
-Order versions, results and scores are named tuples, and their times are ``compact_time``s (whole
-seconds as ``int``, from the moment they are recorded): the tracker encodes a state on every
+Order versions, results and scores are named tuples: the tracker encodes a state on every
 change, and orjson writes these rows as the arrays they are, with no Python code per row. One-off,
-the 1,000 states after a year: 66 -> 47 us per encoded table value (best of 15, LZ4 included).
+the 1,000 states after a year: 66 -> 45 us per encoded table value (best of 15, LZ4 included).
+The price: reading a named tuple's field takes ~10 ns more than a slotted dataclass's, and the
+replay, which never encodes, ran ~3% slower (interleaved one-off runs), a trade made for the
+tracker, which encodes every state it changes.
+
+Times are stored as the floats they are. Writing whole seconds as integers saved two bytes each,
+but decoded states then compared integers with floats, which CPython does more slowly: with
+integer event times a replay ran ~10% slower (one-off, interleaved A/B runs).
 """
 
 from __future__ import annotations
@@ -168,11 +174,10 @@ class PatientState:
     # --- serialisation: positional arrays, because field names would dominate the bytes ---
     def to_bytes(self) -> bytes:
         d = self.diagnosis
-        t = compact_time
         return orjson.dumps([
             _FORMAT,
             self.patient_id,
-            [t(d.at), d.status, d.event_id] if d else None,
+            [d.at, d.status, d.event_id] if d else None,
             self.antibody,
             self.statin_associated,
             [
@@ -183,16 +188,15 @@ class PatientState:
             self.creatine_kinase,
             self.tacrolimus_troughs,
             self.mmt8_scores,
-            {slot: [a.alert_id, a.rule, t(a.raised_at), a.summary, a.evidence]
+            {slot: [a.alert_id, a.rule, a.raised_at, a.summary, a.evidence]
              for slot, a in self.open_alerts.items()},
-            {slot: t(at) for slot, at in self.last_resolved.items()},
+            self.last_resolved,
             self.seen_event_ids,
-            [None if at is None else t(at) for at in (self.clock, self.evaluated_at,
-                                                      self.pending_at)],
-            {rule: t(due) for rule, due in self.rule_due.items()},
+            [self.clock, self.evaluated_at, self.pending_at],
+            self.rule_due,
             self.dirty_rules,
             _settled_to_list(self.settled),
-        ], default=tuple)  # the named tuples (their times are compact already)
+        ], default=tuple)  # the named tuples
 
     @classmethod
     def from_bytes(cls, data: bytes | str) -> PatientState:
@@ -249,15 +253,6 @@ _FORMAT_WITHOUT_SETTLED = 3  # written before orders were settled; still read
 _FORMATS_READ = frozenset({_FORMAT, _FORMAT_WITHOUT_SETTLED})
 
 
-def compact_time(ts: float) -> float:
-    """Whole seconds as an ``int``: they serialise without the ".0" (clinical times rarely carry
-    fractions). Every stored time is one, as recorded (event times) or when encoded (computed
-    times), so a state serialises to the same bytes whether its numbers were computed (floats)
-    or decoded (ints)."""
-    whole = int(ts)
-    return whole if whole == ts else ts
-
-
 _version = OrderVersion._make
 _lab_value = LabValue._make
 _score = MuscleScore._make
@@ -266,12 +261,11 @@ _score = MuscleScore._make
 def _settled_to_list(settled: SettledOrders | None) -> list[Any] | None:
     if settled is None:
         return None
-    t = compact_time
     return [
-        t(settled.before),
-        [[t(at), mg] for at, mg in settled.glucocorticoid_steps],
-        [[t(start), t(end)] for start, end in settled.therapy_spans],
-        {cls: t(at) for cls, at in settled.stopped_counting_at.items()},
+        settled.before,
+        settled.glucocorticoid_steps,
+        settled.therapy_spans,
+        settled.stopped_counting_at,
     ]
 
 

@@ -24,13 +24,14 @@ the result arrives; a 1,000-patient year loaded with the clock past its end gave
 transitions of its replay to the same now (22,414 instead of 6,752; catching up, 6,752; one-off,
 in-process, batches of 200). Once a partition's
 consumer reaches its end (the highwater the consumer reports), its patients are judged at
-``now`` again, by the batch that got there and by the timer. Partitions without a batch since
-this worker got them are judged at ``now``: until a batch, there is no event time to judge by.
-A partition that made no progress for ``CATCH_UP_STALL_SECONDS`` counts as caught up whatever
-its highwater says: offsets that are not messages (transaction markers, aborted records) can
-keep the end out of reach, and a partition judged on its event time forever would never raise
-a time-based alert. The worst case is then the behaviour without catching up, never a missed
-alert.
+``now`` again, by the batch that got there and by the timer. A partition this worker got at a
+recovery (a start, a restart, a rebalance) is judged not at all until its first batch tells
+where it stands, unless the consumer knows it to be empty. A partition that made no progress
+for ``CATCH_UP_STALL_SECONDS`` (since its last batch, or since the recovery) counts as caught up
+whatever its highwater says: an idle partition has no batch to wait for, and offsets that are
+not messages (transaction markers, aborted records) can keep the end out of reach; judged on
+its event time forever, it would never raise a time-based alert. The worst case is then the
+behaviour without catching up, some seconds late, never a missed alert.
 
 One lock serialises batches, ticks and rebalance bookkeeping: the timer and the agent run as
 separate tasks and both read-modify-write patient states.
@@ -94,7 +95,7 @@ class Publisher(Protocol):
         ...
 
 
-CATCH_UP_STALL_SECONDS = 30.0  # day-scale rules do not mind; a live backlog moves every batch
+CATCH_UP_STALL_SECONDS = 10.0  # day-scale rules do not mind; a live backlog moves every batch
 SourceHighwater = Callable[[int], int | None]
 """A source partition's end (its last offset + 1) as the consumer last saw it; None if unknown."""
 
@@ -137,6 +138,7 @@ class TrackerCore:
         self._next_offset: dict[int, int] = {}
         self._event_time: dict[int, float] = {}
         self._progressed_at: dict[int, float] = {}  # monotonic time of the last message
+        self._recovered_at: dict[int, float] = {}  # got at a recovery, no batch since
         self._monotonic = monotonic
 
     # ------------------------------------------------------------------ messages
@@ -205,6 +207,7 @@ class TrackerCore:
         partition, offset = result.record.partition, result.record.offset
         self._next_offset[partition] = max(self._next_offset.get(partition, 0), offset + 1)
         self._progressed_at[partition] = self._monotonic()
+        self._recovered_at.pop(partition, None)
         if result.event is not None:
             at = result.event.occurred_at.timestamp()
             self._event_time[partition] = max(self._event_time.get(partition, at), at)
@@ -220,6 +223,10 @@ class TrackerCore:
                 if (end is not None and next_offset < end
                         and self._progressed_at[partition] > stalled_before):
                     behind[partition] = self._event_time.get(partition, float("-inf"))
+            for partition, recovered_at in self._recovered_at.items():
+                end = self._source_highwater(partition)
+                if end != 0 and recovered_at > stalled_before:  # None: not fetched yet
+                    behind[partition] = float("-inf")  # nothing to judge by yet
         self.metrics.catching_up_partitions.set(len(behind))
         return behind
 
@@ -228,6 +235,7 @@ class TrackerCore:
             self._next_offset.pop(partition, None)
             self._event_time.pop(partition, None)
             self._progressed_at.pop(partition, None)
+            self._recovered_at.pop(partition, None)
 
     def _count_transitions(self, transitions: Iterable[AlertTransition]) -> None:
         counted = CounterOf((t.rule, t.severity, t.status) for t in transitions)
@@ -352,7 +360,10 @@ class TrackerCore:
                 elif header.partition in active:
                     entries.append((patient_id, header.partition, header.due))
             self.index.rebuild(entries)
-            self._forget_partitions(set(self._next_offset) - active)
+            self._forget_partitions((set(self._next_offset) | set(self._recovered_at)) - active)
+            recovered_at = self._monotonic()
+            for partition in active - self._next_offset.keys():
+                self._recovered_at.setdefault(partition, recovered_at)
             self.ready = True
             self.metrics.tracked_patients.set(len(self.index))
             self.partitions = active

@@ -325,3 +325,49 @@ async def test_a_partition_whose_end_stays_out_of_reach_is_judged_on_the_clock_a
     await core.tick()
     assert core.metrics.catching_up_partitions._value.get() == 0
     assert per_patient(publisher.alerts) == replayed(lines, NOW)  # everything due by now fired
+
+
+def _restartable(store: DictStore, publisher: ListPublisher, clock: Clock,
+                 ends: dict[int, int], seconds: list[float]) -> TrackerCore:
+    return TrackerCore(store, publisher, clock, TrackerMetrics(), timer_chunk=7,
+                       source_highwater=ends.get, monotonic=lambda: seconds[0])
+
+
+async def test_after_a_restart_a_partition_with_a_backlog_waits_for_its_first_batch() -> None:
+    lines = sorted(sample_lines(), key=_occurred_at)
+    recs = records(lines)
+    half = len(recs) // 2
+    ends, seconds = highwaters_of(recs), [0.0]
+    store, publisher, clock = DictStore(), ListPublisher(), Clock(0.0)
+    first = _restartable(store, publisher, clock, ends, seconds)
+    await first.on_recovered(range(PARTITIONS))
+    await first.handle_batch(recs[:half])  # then an outage: the rest waits on the topic
+    clock.now = NOW
+    restarted = _restartable(store, publisher, clock, ends, seconds)
+    await restarted.on_recovered(range(PARTITIONS))
+    before = len(publisher.alerts)
+    assert await restarted.tick() == 0  # every patient is due by now, judged by nobody yet
+    assert len(publisher.alerts) == before
+    for start in range(half, len(recs), 13):
+        await restarted.handle_batch(recs[start:start + 13])
+        await restarted.tick()
+    await restarted.tick()
+    assert per_patient(publisher.alerts) == replayed(lines, NOW)
+
+
+async def test_after_a_restart_a_partition_without_messages_is_judged_within_the_stall_time(
+) -> None:
+    lines = sorted(sample_lines(), key=_occurred_at)
+    recs = records(lines)
+    ends, seconds = highwaters_of(recs), [0.0]
+    store, publisher, clock = DictStore(), ListPublisher(), Clock(0.0)
+    first = _restartable(store, publisher, clock, ends, seconds)
+    await first.on_recovered(range(PARTITIONS))
+    await first.handle_batch(recs)  # everything processed, then a restart with nothing new
+    clock.now = NOW
+    restarted = _restartable(store, publisher, clock, ends, seconds)
+    await restarted.on_recovered(range(PARTITIONS))
+    assert await restarted.tick() == 0  # no batch yet: is anything waiting? not known yet
+    seconds[0] += CATCH_UP_STALL_SECONDS + 1
+    assert await restarted.tick() > 0
+    assert per_patient(publisher.alerts) == replayed(lines, NOW)

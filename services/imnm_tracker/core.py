@@ -15,23 +15,9 @@ A crash between 2 and 3 repeats those transitions on restart, with the same dete
 ``alert_id`` (subscribers de-duplicate on ``(alert_id, status)``); a crash between 3 and 4 makes
 the re-delivered events duplicates of what the state already holds. Nothing is lost.
 
-Catching up. Patients are judged at the clock's ``now``, except on a source partition with
-messages still waiting behind those processed (after an outage, a restart or a rebalance, or a
-history load): there they are judged only up to the newest event time processed from that
-partition, as a replay of the same messages would. Judged at ``now``, a patient whose CK result
-is still in the backlog would be found overdue, alerted and resolved again minutes later when
-the result arrives; a 1,000-patient year loaded with the clock past its end gave 3.3x the
-transitions of its replay to the same now (22,414 instead of 6,752; catching up, 6,752; one-off,
-in-process, batches of 200). Once a partition's
-consumer reaches its end (the highwater the consumer reports), its patients are judged at
-``now`` again, by the batch that got there and by the timer. A partition this worker got at a
-recovery (a start, a restart, a rebalance) is judged not at all until its first batch tells
-where it stands, unless the consumer knows it to be empty. A partition that made no progress
-for ``CATCH_UP_STALL_SECONDS`` (since its last batch, or since the recovery) counts as caught up
-whatever its highwater says: an idle partition has no batch to wait for, and offsets that are
-not messages (transaction markers, aborted records) can keep the end out of reach; judged on
-its event time forever, it would never raise a time-based alert. The worst case is then the
-behaviour without catching up, some seconds late, never a missed alert.
+Catching up on a backlog: patients of a partition with messages waiting behind those processed
+are judged up to the newest event time processed from it, not at ``now``
+(:mod:`imnm_tracker.catch_up`).
 
 One lock serialises batches, ticks and rebalance bookkeeping: the timer and the agent run as
 separate tasks and both read-modify-write patient states.
@@ -52,6 +38,7 @@ from imnm_common.contracts.deadletter import DeadLetter
 from imnm_common.domain import engine
 from imnm_common.domain.config import DEFAULT_RULES_CONFIG, RulesConfig
 from imnm_common.domain.state import PatientState
+from imnm_tracker.catch_up import PartitionProgress, SourceHighwater, tick_horizon
 from imnm_tracker.clock import Clock
 from imnm_tracker.due_index import DueEntry, DueIndex
 from imnm_tracker.metrics import TrackerMetrics
@@ -95,11 +82,6 @@ class Publisher(Protocol):
         ...
 
 
-CATCH_UP_STALL_SECONDS = 10.0  # day-scale rules do not mind; a live backlog moves every batch
-SourceHighwater = Callable[[int], int | None]
-"""A source partition's end (its last offset + 1) as the consumer last saw it; None if unknown."""
-
-
 @dataclass(frozen=True, slots=True)
 class BatchSummary:
     messages: int
@@ -132,14 +114,7 @@ class TrackerCore:
         self.lock = asyncio.Lock()
         self.ready = False  # the index is built once the table has recovered
         self.partitions: set[int] = set()  # source partitions owned, as of the last recovery
-        self._source_highwater = source_highwater
-        # per source partition: the offset after the last message processed, the newest event
-        # time processed (for catching up, see the module docstring)
-        self._next_offset: dict[int, int] = {}
-        self._event_time: dict[int, float] = {}
-        self._progressed_at: dict[int, float] = {}  # monotonic time of the last message
-        self._recovered_at: dict[int, float] = {}  # got at a recovery, no batch since
-        self._monotonic = monotonic
+        self.progress = PartitionProgress(source_highwater, monotonic)
 
     # ------------------------------------------------------------------ messages
     async def handle_batch(self, records: Sequence[SourceRecord]) -> BatchSummary:
@@ -204,38 +179,14 @@ class TrackerCore:
             self.metrics.stale_versions.inc()
 
     def _processed(self, result: MessageResult) -> None:
-        partition, offset = result.record.partition, result.record.offset
-        self._next_offset[partition] = max(self._next_offset.get(partition, 0), offset + 1)
-        self._progressed_at[partition] = self._monotonic()
-        self._recovered_at.pop(partition, None)
-        if result.event is not None:
-            at = result.event.occurred_at.timestamp()
-            self._event_time[partition] = max(self._event_time.get(partition, at), at)
+        event = result.event
+        self.progress.processed(result.record.partition, result.record.offset,
+                                None if event is None else event.occurred_at.timestamp())
 
     def _catching_up(self) -> dict[int, float]:
-        """The partitions with messages waiting behind those processed, each with the newest
-        event time processed from it: their patients are judged up to that time only."""
-        behind: dict[int, float] = {}
-        if self._source_highwater is not None:
-            stalled_before = self._monotonic() - CATCH_UP_STALL_SECONDS
-            for partition, next_offset in self._next_offset.items():
-                end = self._source_highwater(partition)
-                if (end is not None and next_offset < end
-                        and self._progressed_at[partition] > stalled_before):
-                    behind[partition] = self._event_time.get(partition, float("-inf"))
-            for partition, recovered_at in self._recovered_at.items():
-                end = self._source_highwater(partition)
-                if end != 0 and recovered_at > stalled_before:  # None: not fetched yet
-                    behind[partition] = float("-inf")  # nothing to judge by yet
+        behind = self.progress.catching_up()
         self.metrics.catching_up_partitions.set(len(behind))
         return behind
-
-    def _forget_partitions(self, partitions: Iterable[int]) -> None:
-        for partition in partitions:
-            self._next_offset.pop(partition, None)
-            self._event_time.pop(partition, None)
-            self._progressed_at.pop(partition, None)
-            self._recovered_at.pop(partition, None)
 
     def _count_transitions(self, transitions: Iterable[AlertTransition]) -> None:
         counted = CounterOf((t.rule, t.severity, t.status) for t in transitions)
@@ -265,7 +216,7 @@ class TrackerCore:
             async with self.lock:
                 catching_up = self._catching_up()
                 entries = self.index.pop_due(
-                    self._tick_horizon(now, catching_up), limit=self.timer_chunk
+                    tick_horizon(now, catching_up, self.partitions), limit=self.timer_chunk
                 )
                 if not entries:
                     self.index.restore([*failed, *waiting])  # looked at again next tick
@@ -284,14 +235,6 @@ class TrackerCore:
                     raise
             await asyncio.sleep(0)
         return evaluated
-
-    def _tick_horizon(self, now: float, catching_up: dict[int, float]) -> float:
-        """How far a tick looks: ``now``, unless every partition owned is catching up, then only
-        as far as the newest event time among them (a restart after an outage would otherwise
-        take out and put back almost every patient on every tick until it caught up)."""
-        if catching_up and self.partitions and self.partitions <= catching_up.keys():
-            return min(now, max(catching_up.values()))
-        return now
 
     async def _advance(
         self,
@@ -340,7 +283,7 @@ class TrackerCore:
         async with self.lock:
             dropped = self.index.drop_partitions(revoked)
             self.store.drop_partitions(revoked)
-            self._forget_partitions(revoked)
+            self.progress.forget(revoked)
             self.metrics.tracked_patients.set(len(self.index))
             self.partitions.difference_update(revoked)
             self.metrics.assigned_partitions.set(len(self.partitions))
@@ -360,10 +303,7 @@ class TrackerCore:
                 elif header.partition in active:
                     entries.append((patient_id, header.partition, header.due))
             self.index.rebuild(entries)
-            self._forget_partitions((set(self._next_offset) | set(self._recovered_at)) - active)
-            recovered_at = self._monotonic()
-            for partition in active - self._next_offset.keys():
-                self._recovered_at.setdefault(partition, recovered_at)
+            self.progress.recovered(active)
             self.ready = True
             self.metrics.tracked_patients.set(len(self.index))
             self.partitions = active

@@ -18,7 +18,8 @@ from imnm_common.domain.state import PatientState
 from imnm_common.service_layer.replay import Replay
 from imnm_demo.generator import StreamSpec, generate_lines
 from imnm_tracker import stored
-from imnm_tracker.core import CATCH_UP_STALL_SECONDS, TrackerCore
+from imnm_tracker.catch_up import CATCH_UP_STALL_SECONDS
+from imnm_tracker.core import TrackerCore
 from imnm_tracker.metrics import TrackerMetrics
 from imnm_tracker.records import SourceRecord
 from imnm_tracker.stored import StoredHeader, StoredValueError

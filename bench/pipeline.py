@@ -30,6 +30,10 @@ from imnm_tracker.testing import (
 )
 
 PARTITIONS = 6
+# The tracker runs' timer, and how long the published count must stay still to end a run: long
+# enough for the tick after the catch-up, which judges every patient at ``now``.
+TIMER_SECONDS = 1.0
+SETTLE_SECONDS = 2 * TIMER_SECONDS + 1.0
 
 
 async def _produce_all(bootstrap: str, topic: str, lines: list[bytes]) -> None:
@@ -208,9 +212,6 @@ async def _tracker_run(bootstrap: str, lines: list[bytes], workdir: Path, tag: s
         cluster.close()
 
 
-TIMER_SECONDS = 1.0
-
-
 async def _processing_rate(cluster: TrackerCluster, workers: list[WorkerProcess],
                            total: int) -> TrackerRun:
     """Events/s from the first event consumed until the last alert transition is on the alerts
@@ -268,7 +269,6 @@ async def _processing_rate(cluster: TrackerCluster, workers: list[WorkerProcess]
     raise RuntimeError("the tracker did not process the stream within 900 s")
 
 
-SETTLE_SECONDS = 2 * TIMER_SECONDS + 1.0
 # How often the run polls the workers' metrics: the start is known to within this (< 0.5% of a
 # run), and a worker serving 20 scrapes/s spent ~6% of its samples in its HTTP thread (py-spy).
 POLL_SECONDS = 0.25

@@ -7,7 +7,7 @@ millions of short-lived lists and tuples in the rules, so at the defaults:
 
 - a 5,000-patient year of ``imnm replay`` spent 6.25 s in 1,475 collections, 11 of them full
   passes of up to 815 ms (one-off measurement);
-- a tracker worker processing a 2,000-patient year (97,000 events) spent 4.6 s in 2,750
+- a tracker worker processing a 2,000-patient year (97,000 events) spent 4.6 s in 2,738
   collections, 3.5 s of them in 21 full passes of up to 0.34 s (one-off, gc.callbacks). Objects
   that live for one batch (its messages, events and transitions) survive the 700-object young
   passes, are promoted, and count as long-lived growth: they trigger full passes over every

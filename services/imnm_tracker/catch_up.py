@@ -93,6 +93,15 @@ class PartitionProgress:
         return behind
 
 
+def judged_up_to(now: float, caught_up_to: float | None) -> tuple[float, bool]:
+    """How far a patient is judged, as (instant, inclusive): ``now``, or, while its partition
+    catches up to an earlier event time, that time exclusive (an event of that same instant may
+    still be in the backlog; the instant is judged once passed, as a replay judges it)."""
+    if caught_up_to is None or now <= caught_up_to:
+        return now, True
+    return caught_up_to, False
+
+
 def tick_horizon(now: float, catching_up: dict[int, float], owned: set[int]) -> float:
     """How far a timer tick looks: ``now``, unless every partition owned is catching up, then
     only as far as the newest event time among them (a restart after an outage would otherwise

@@ -38,7 +38,12 @@ from imnm_common.contracts.deadletter import DeadLetter
 from imnm_common.domain import engine
 from imnm_common.domain.config import DEFAULT_RULES_CONFIG, RulesConfig
 from imnm_common.domain.state import PatientState
-from imnm_tracker.catch_up import PartitionProgress, SourceHighwater, tick_horizon
+from imnm_tracker.catch_up import (
+    PartitionProgress,
+    SourceHighwater,
+    judged_up_to,
+    tick_horizon,
+)
 from imnm_tracker.clock import Clock
 from imnm_tracker.due_index import DueEntry, DueIndex
 from imnm_tracker.metrics import TrackerMetrics
@@ -221,13 +226,10 @@ class TrackerCore:
                 if not entries:
                     self.index.restore([*failed, *waiting])  # looked at again next tick
                     break
-                judged = []
-                for entry in entries:
-                    until = catching_up.get(entry.partition)
-                    if until is not None and until < now and entry.due >= until:
-                        waiting.append(entry)
-                    else:
-                        judged.append(entry)
+                judged: list[DueEntry] = []
+                for entry in entries:  # all due by ``now``
+                    until, inclusive = judged_up_to(now, catching_up.get(entry.partition))
+                    (judged if inclusive or entry.due < until else waiting).append(entry)
                 try:
                     evaluated += await self._advance(judged, now, failed, catching_up)
                 except BaseException:

@@ -121,14 +121,14 @@ class TrackerMetrics:
         """Observe every collection of this process from now on; returns the undo. The
         collector's callbacks are process-wide: one worker per process records them."""
         started = [0.0]
-        pauses = {str(generation): self.gc_pause_seconds.labels(str(generation))
+        pauses = {generation: self.gc_pause_seconds.labels(str(generation))
                   for generation in range(3)}
 
         def on_collection(phase: str, info: dict[str, Any]) -> None:
             if phase == "start":
                 started[0] = time.perf_counter()
             else:
-                pauses[str(info["generation"])].observe(time.perf_counter() - started[0])
+                pauses[info["generation"]].observe(time.perf_counter() - started[0])
 
         gc.callbacks.append(on_collection)
         return lambda: gc.callbacks.remove(on_collection)

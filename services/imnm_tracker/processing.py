@@ -16,9 +16,8 @@ The one difference from a replay: ``Replay`` has one clock for everybody (the la
 patient the same evaluations; with late events the tracker does not fire a patient's dues just
 because another patient's event was newer.
 
-While a partition catches up on a backlog (:mod:`imnm_tracker.core`), ``now`` gives way to the
-newest event time processed from it, exclusive: an event of that same instant may still be in
-the backlog, and the instant is judged once it is passed, as a replay judges it.
+While a partition catches up on a backlog, ``now`` gives way to the newest event time processed
+from it (:mod:`imnm_tracker.catch_up`).
 """
 
 from __future__ import annotations
@@ -34,6 +33,7 @@ from imnm_common.contracts.events import CanonicalEvent, EventRejected, parse_ev
 from imnm_common.domain import engine
 from imnm_common.domain.config import DEFAULT_RULES_CONFIG, RulesConfig
 from imnm_common.domain.state import PatientState
+from imnm_tracker.catch_up import judged_up_to
 from imnm_tracker.deadletters import KEY_MISMATCH, PROCESSING_ERROR, dead_letter, utc_now
 from imnm_tracker.errors import StateRebuildError
 from imnm_tracker.records import SourceRecord
@@ -51,9 +51,8 @@ def advance_patient(
 ) -> list[AlertTransition]:
     """Fire what is due by ``now``; if the patient's partition is catching up on a backlog whose
     newest event time processed so far is ``caught_up_to``, only what is due before that."""
-    if caught_up_to is None or now <= caught_up_to:
-        return engine.advance(state, now, config)
-    return engine.advance(state, caught_up_to, config, inclusive=False)
+    until, inclusive = judged_up_to(now, caught_up_to)
+    return engine.advance(state, until, config, inclusive=inclusive)
 
 
 def parse_record(record: SourceRecord) -> CanonicalEvent:

@@ -11,11 +11,10 @@ standby and previously owned partitions). Reading partition and due time from on
 costs far less than decoding every state, and does not depend on the store's internals.
 
 Why LZ4: the state is mostly repeated ids, statuses and dose texts, so it compresses about 2.6x
-(`make bench`, 5,000 patients after a year: 3.9 KB -> 1.5 KB mean, 6.8 KB -> 2.5 KB largest;
-4.1 -> 1.55 KB and 7.0 -> 2.5 KB since times are written as floats), which is what the changelog
-topic, RocksDB and recovery read back. Encoding is on the tracker's hot path: LZ4 adds ~7 us to
-the JSON encoding (~60 us then, ~40 us since the rows are named tuples); zlib and zstd compress a
-little further for 2-7x that (one-off measurements, README "Performance").
+(`make bench`, 5,000 patients after a year: 4.1 KB -> 1.55 KB mean, 7.0 KB -> 2.5 KB largest),
+which is what the changelog topic, RocksDB and recovery read back. Encoding is on the tracker's
+hot path: LZ4 adds ~7 us to the ~40 us JSON encoding; zlib and zstd compress a little further
+for 2-7x that (one-off measurements, README "Performance").
 
 ``imnm-state/1`` values (uncompressed, written before LZ4) are still read, so a changelog written
 by an earlier version recovers; each is rewritten as /2 the next time its patient changes.

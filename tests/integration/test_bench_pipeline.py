@@ -40,7 +40,6 @@ async def test_passthrough_and_tracker_throughput_cover_the_whole_stream(
     assert 1 <= tracker.batches <= len(lines)  # every batch holds at least one event
     assert 1 <= tracker.mean_batch_events <= 500  # the tracker's batch size limit
     assert tracker.in_batches_share > 0
-    assert 0 <= tracker.gc_share < 1  # read from the worker's collector-pause histogram
 
 
 @pytest.mark.parametrize("measure", ["tracker", "relay"])

@@ -6,6 +6,7 @@ from imnm_tracker.catch_up import (
     CATCH_UP_STALL_SECONDS,
     NOTHING_YET,
     PartitionProgress,
+    judged_up_to,
     tick_horizon,
 )
 
@@ -73,3 +74,10 @@ def test_the_tick_looks_past_event_times_only_if_some_partition_is_not_behind() 
     assert tick_horizon(100.0, {0: 10.0}, {0, 1}) == 100.0
     assert tick_horizon(100.0, {}, {0, 1}) == 100.0
     assert tick_horizon(5.0, {0: 10.0}, {0}) == 5.0
+
+
+def test_a_patient_is_judged_to_now_or_up_to_its_partitions_event_time_exclusive() -> None:
+    assert judged_up_to(100.0, None) == (100.0, True)  # not catching up
+    assert judged_up_to(100.0, 40.0) == (40.0, False)  # an event of 40.0 may still be coming
+    assert judged_up_to(100.0, 120.0) == (100.0, True)  # events ahead of the clock
+    assert judged_up_to(100.0, NOTHING_YET) == (NOTHING_YET, False)  # nothing at all

@@ -272,15 +272,40 @@ def test_gc_pauses_are_recorded_by_generation_until_undone() -> None:
     assert metrics.gc_pause_seconds.labels("2")._sum.get() == after
 
 
-def test_service_gc_thresholds_keep_batch_objects_young() -> None:
+def test_the_worker_runs_faust_with_the_service_gc_thresholds_and_pause_recording(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     import gc
+    import types
 
-    from imnm_common.runtime import SERVICE_GC_THRESHOLDS, tune_gc_for_service
+    import faust
 
-    before = gc.get_threshold()
+    from imnm_common.runtime import SERVICE_GC_THRESHOLDS
+    from imnm_tracker import worker
+
+    async def topics_exist(options: object) -> types.SimpleNamespace:
+        return types.SimpleNamespace(partitions=3)
+
+    seen: dict[str, object] = {}
+
+    class FaustWorker:  # stands in for faust's: records what the process looks like when run
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            pass
+
+        def execute_from_commandline(self) -> None:
+            seen["thresholds"] = gc.get_threshold()
+            seen["callbacks"] = len(gc.callbacks)
+            raise SystemExit(0)
+
+    monkeypatch.setattr(worker, "ensure_topics", topics_exist)
+    monkeypatch.setattr(faust, "Worker", FaustWorker)
+    options = resolve(Settings(kafka_bootstrap="localhost:9"), TrackerTuning(),
+                      app_id="imnm-test-gc-wiring", data_dir=str(tmp_path), metrics_port=0)
+    before, callbacks = gc.get_threshold(), len(gc.callbacks)
     try:
-        tune_gc_for_service()
-        assert gc.get_threshold() == SERVICE_GC_THRESHOLDS
-        assert SERVICE_GC_THRESHOLDS[0] > 700  # larger young generation than CPython's default
+        gc.set_threshold(700, 10, 10)  # CPython's defaults
+        assert worker.run_worker(options) == worker.EXIT_OK
     finally:
         gc.set_threshold(*before)
+    assert seen == {"thresholds": SERVICE_GC_THRESHOLDS, "callbacks": callbacks + 1}
+    assert len(gc.callbacks) == callbacks  # the recorder is removed when the worker ends

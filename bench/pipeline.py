@@ -1,5 +1,5 @@
-"""Pipeline benchmarks on the real local broker: throughput vs a raw aiokafka pass-through,
-event-to-alert latency at fixed offered loads, and one worker vs two.
+"""Pipeline benchmarks on the real local broker: throughput vs a raw aiokafka pass-through and a
+faust pass-through, event-to-alert latency at fixed offered loads, and one worker vs two.
 
 Each figure is the median of ``runs`` runs; nothing here asserts a time.
 """
@@ -10,6 +10,8 @@ import asyncio
 import contextlib
 import random
 import statistics
+import subprocess
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -81,6 +83,54 @@ async def passthrough(bootstrap: str, lines: list[bytes], tag: str) -> float:
         await producer.stop()
 
 
+REPO = Path(__file__).resolve().parents[1]
+
+
+async def faust_passthrough(bootstrap: str, lines: list[bytes], workdir: Path, tag: str) -> float:
+    """The ceiling for a faust worker (bench/faust_passthrough.py): the tracker's faust settings,
+    batching and batched produce, without the tracker's work. Events/s from its first batch to
+    its last batch acked, as the child measures them."""
+    cluster = TrackerCluster(bootstrap, f"bench.fpass.{tag}", workdir / tag,
+                             partitions=PARTITIONS, **PRODUCT_DEFAULTS)
+    sink, result = f"bench.fpass.{tag}.out", cluster.workdir / "result.json"
+    await create_topics(bootstrap, [cluster.topics.events, sink], PARTITIONS, 1)
+    await _produce_all(bootstrap, cluster.topics.events, lines)
+    log_path = cluster.workdir / "faust-passthrough.log"
+    with log_path.open("ab") as log:
+        child = subprocess.Popen(
+            [sys.executable, "-m", "bench.faust_passthrough", cluster.app_id,
+             str(cluster.workdir / "data"), sink, str(len(lines)), str(result)],
+            env=cluster.env(), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            cwd=REPO,
+        )
+    try:
+        deadline = time.monotonic() + 900
+        while not result.exists():
+            if child.poll() is not None or time.monotonic() > deadline:
+                tail = log_path.read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"the faust pass-through did not finish:\n{tail}")
+            await asyncio.sleep(POLL_SECONDS)
+        done = orjson.loads(result.read_bytes())
+        written = await _records_in(bootstrap, sink)
+        if done["events"] != len(lines) or written != len(lines):
+            raise RuntimeError(f"the faust pass-through relayed {done['events']} events and "
+                               f"wrote {written} records, for {len(lines)}")
+        return float(len(lines) / done["seconds"])
+    finally:
+        WorkerProcess("faust-passthrough", child, 0, log_path).stop()
+
+
+async def _records_in(bootstrap: str, topic: str) -> int:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
+                                enable_auto_commit=False)
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+        return sum((await consumer.end_offsets(partitions)).values())
+    finally:
+        await consumer.stop()
+
+
 @dataclass(frozen=True)
 class TrackerRun:
     """One throughput run. ``in_batches_share``: the workers' time inside ``handle_batch`` (parse,
@@ -147,12 +197,21 @@ CLEANER_QUIET_SECONDS = 20.0  # the broker's log cleaner looks for work every 15
 
 
 async def _compacted(cluster: TrackerCluster, worker: WorkerProcess, lines: list[bytes]) -> None:
-    await asyncio.sleep(COMPACTED_SEGMENT_SECONDS + 0.5)
-    more = one_more_result_each(lines)
-    await cluster.publish_lines(more)
-    await worker.wait_for(
-        lambda: worker.metric("imnm_tracker_events_consumed_total") >= len(lines) + len(more),
-        "the extra results consumed", timeout=300)
+    """Two more writes per patient, each in a segment of its own, then wait for the log cleaner.
+    The cleaner never touches the newest (active) segment, and removes a record only when a
+    later one of its key lies in the older segments it cleans: so the stream's writes are
+    compacted away against the first extra round, and the second round makes the first one's
+    segment cleanable. (With one round, a stream consumed in one batch per patient left nothing
+    to remove.)"""
+    consumed = len(lines)
+    for tag in ("one-more", "two-more"):
+        await asyncio.sleep(COMPACTED_SEGMENT_SECONDS + 0.5)  # the segment rolls on this write
+        more = one_more_result_each(lines, tag)
+        await cluster.publish_lines(more)
+        consumed += len(more)
+        await worker.wait_for(
+            lambda total=consumed: worker.metric("imnm_tracker_events_consumed_total") >= total,
+            "the extra results consumed", timeout=300)
     await cluster.wait_caught_up(timeout=300)
     records, _ = await cluster.changelog_records()
     quiet_since = time.monotonic()
@@ -477,8 +536,11 @@ def restart_benchmark(patients: int, runs: int, workdir: Path) -> dict[str, Any]
 
 def throughput_measurements(bootstrap: str, lines: list[bytes], runs: int, workdir: Path,
                             now: str) -> dict[str, Any]:
-    """The raw pass-through (the ceiling), then one worker and two workers, ``runs`` each."""
+    """The raw pass-through (the ceiling), the faust pass-through (the ceiling for a faust
+    worker), then one worker and two workers, ``runs`` each."""
     ceiling = [asyncio.run(passthrough(bootstrap, lines, f"p{r}")) for r in range(runs)]
+    faust_ceiling = [asyncio.run(faust_passthrough(bootstrap, lines, workdir, f"f{r}"))
+                     for r in range(runs)]
     one_runs = [asyncio.run(tracker_throughput(bootstrap, lines, workdir, f"one{r}", 1, now))
                 for r in range(runs)]
     two_runs = [asyncio.run(tracker_throughput(bootstrap, lines, workdir, f"two{r}", 2, now))
@@ -487,13 +549,17 @@ def throughput_measurements(bootstrap: str, lines: list[bytes], runs: int, workd
     two = [run.events_per_second for run in two_runs]
     return {
         "passthrough_events_per_second": round(median(ceiling)),
+        "faust_passthrough_events_per_second": round(median(faust_ceiling)),
+        "ratio_faust_passthrough_to_passthrough": round(median(faust_ceiling) / median(ceiling), 3),
+        "ratio_tracker_to_faust_passthrough": round(median(one) / median(faust_ceiling), 3),
         "tracker_one_worker_events_per_second": round(median(one)),
         "tracker_two_workers_events_per_second": round(median(two)),
         "ratio_tracker_to_passthrough": round(median(one) / median(ceiling), 3),
         "tracker_one_worker_in_batches_share": median([r.in_batches_share for r in one_runs]),
         "tracker_one_worker_mean_batch_events": median([r.mean_batch_events for r in one_runs]),
         "tracker_one_worker_gc_share": median([r.gc_share for r in one_runs]),
-        "raw": {"passthrough": ceiling, "one": [asdict(run) for run in one_runs],
+        "raw": {"passthrough": ceiling, "faust_passthrough": faust_ceiling,
+                "one": [asdict(run) for run in one_runs],
                 "two": [asdict(run) for run in two_runs]},
     }
 
@@ -502,9 +568,14 @@ def throughput_table(result: dict[str, Any]) -> list[tuple[str, str]]:
     return [
         ("raw aiokafka pass-through (ceiling)",
          f"{result['passthrough_events_per_second']:,} events/s"),
+        ("faust pass-through (the tracker's faust, no tracker work)",
+         f"{result['faust_passthrough_events_per_second']:,} events/s"),
         ("tracker, 1 worker", f"{result['tracker_one_worker_events_per_second']:,} events/s"),
         ("tracker, 2 workers", f"{result['tracker_two_workers_events_per_second']:,} events/s"),
         ("ratio tracker/ceiling", f"{result['ratio_tracker_to_passthrough']:.3f}"),
+        ("ratio faust pass-through/ceiling; tracker/faust pass-through",
+         f"{result['ratio_faust_passthrough_to_passthrough']:.3f}; "
+         f"{result['ratio_tracker_to_faust_passthrough']:.3f}"),
         ("1 worker: time in handle_batch; mean batch",
          f"{result['tracker_one_worker_in_batches_share']:.0%} of wall time; "
          f"{result['tracker_one_worker_mean_batch_events']:,} events"),

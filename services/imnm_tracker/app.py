@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 EXIT_BATCH_FAILED = 70  # EX_SOFTWARE: output could not be published; nothing was committed
 
 
-def _raw_topic(app: faust.App, name: str) -> faust.TopicT:
+def raw_topic(app: faust.App, name: str) -> faust.TopicT:
     return app.topic(
         name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
     )
@@ -89,7 +89,7 @@ class FaustStateStore:
         records, self._unsent = self._unsent, []
         try:
             await write_changelog(
-                _aiokafka_producer(self.app),
+                aiokafka_producer(self.app),
                 self.table.changelog_topic.get_topic_name(),
                 records,
                 cast(StoreT[bytes, bytes], self.table.data).set_persisted_offset,
@@ -114,7 +114,7 @@ class FaustStateStore:
                 yield key.decode(errors="replace"), error
 
 
-def _aiokafka_producer(app: faust.App) -> AIOKafkaProducer:
+def aiokafka_producer(app: faust.App) -> AIOKafkaProducer:
     """The started aiokafka producer inside faust's (faust 0.15 names it ``_ensure_producer``):
     the same connection, settings and lifecycle as everything else the app sends."""
     return cast(AIOKafkaProducer, cast(Any, app.producer)._ensure_producer())
@@ -156,6 +156,40 @@ MAX_FETCH_BYTES_PER_PARTITION = 4 * 1024 * 1024
 MAX_PRODUCE_BATCH_BYTES = 512 * 1024  # under the broker's default message.max.bytes (1 MiB)
 
 
+def faust_settings(options: TrackerOptions, partitions: int) -> dict[str, Any]:
+    """The faust app settings of a tracker worker (also the bench's faust pass-through's, so that
+    baseline runs faust exactly as the tracker does)."""
+    conf: dict[str, Any] = {
+        "broker": options.broker_url,
+        "store": options.store,
+        "datadir": str(options.data_dir),
+        "topic_partitions": partitions,
+        "topic_replication_factor": options.replication_factor,
+        "topic_disable_leader": True,  # no leader-only timers: skip the extra topic
+        "processing_guarantee": options.processing_guarantee,
+        "table_standby_replicas": options.standby_replicas,
+        "consumer_auto_offset_reset": "earliest",
+        "web_enabled": False,  # /metrics is served by prometheus_client (metrics.py)
+        "worker_redirect_stdouts": False,
+        "autodiscover": False,
+        # Changelog recovery is bound by fetch round trips, not CPU (the worker uses under one
+        # core while recovering). One-off runs, 3,000 patients after a year, LZ4 values: ready
+        # after a memory:// restart in 23.7 s at 384 KiB per partition fetch, 12.2-13.1 s at
+        # faust's 1 MiB default, 7.9-8.4 s at 4 MiB. `make bench`, 5,000 patients: 15.8 s at
+        # 1 MiB, 8.9 s at 4 MiB, for more worker RSS (223 -> 251 MiB). README "Recovery".
+        "consumer_max_fetch_size": MAX_FETCH_BYTES_PER_PARTITION,
+        # A batch's state writes go out as one produce batch per changelog partition
+        # (imnm_tracker.changelog); at the 16 KiB default they would be split every ~10.
+        "producer_max_batch_size": MAX_PRODUCE_BATCH_BYTES,
+    }
+    if options.session_timeout is not None:
+        conf["broker_session_timeout"] = options.session_timeout
+        conf["broker_heartbeat_interval"] = max(options.session_timeout / 6, 0.5)
+    if options.commit_interval is not None:
+        conf["broker_commit_interval"] = options.commit_interval
+    return conf
+
+
 class TrackerApp:
     """One worker's faust app. ``partitions`` is the events topic's (see topics_setup)."""
 
@@ -163,36 +197,8 @@ class TrackerApp:
         faust_fixes.install()
         self.options = options
         self.metrics = metrics
-        conf: dict[str, Any] = {
-            "broker": options.broker_url,
-            "store": options.store,
-            "datadir": str(options.data_dir),
-            "topic_partitions": partitions,
-            "topic_replication_factor": options.replication_factor,
-            "topic_disable_leader": True,  # no leader-only timers: skip the extra topic
-            "processing_guarantee": options.processing_guarantee,
-            "table_standby_replicas": options.standby_replicas,
-            "consumer_auto_offset_reset": "earliest",
-            "web_enabled": False,  # /metrics is served by prometheus_client (metrics.py)
-            "worker_redirect_stdouts": False,
-            "autodiscover": False,
-            # Changelog recovery is bound by fetch round trips, not CPU (the worker uses under one
-            # core while recovering). One-off runs, 3,000 patients after a year, LZ4 values: ready
-            # after a memory:// restart in 23.7 s at 384 KiB per partition fetch, 12.2-13.1 s at
-            # faust's 1 MiB default, 7.9-8.4 s at 4 MiB. `make bench`, 5,000 patients: 15.8 s at
-            # 1 MiB, 8.9 s at 4 MiB, for more worker RSS (223 -> 251 MiB). README "Recovery".
-            "consumer_max_fetch_size": MAX_FETCH_BYTES_PER_PARTITION,
-            # A batch's state writes go out as one produce batch per changelog partition
-            # (imnm_tracker.changelog); at the 16 KiB default they would be split every ~10.
-            "producer_max_batch_size": MAX_PRODUCE_BATCH_BYTES,
-        }
-        if options.session_timeout is not None:
-            conf["broker_session_timeout"] = options.session_timeout
-            conf["broker_heartbeat_interval"] = max(options.session_timeout / 6, 0.5)
-        if options.commit_interval is not None:
-            conf["broker_commit_interval"] = options.commit_interval
-        self.app = faust.App(options.app_id, **conf)
-        self.events = _raw_topic(self.app, options.topics.events)
+        self.app = faust.App(options.app_id, **faust_settings(options, partitions))
+        self.events = raw_topic(self.app, options.topics.events)
         self.table = self.app.Table(
             STATE_TABLE,
             key_type=bytes,

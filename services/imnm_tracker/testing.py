@@ -387,16 +387,17 @@ def first_occurrences(rows: dict[str, list[Row]]) -> tuple[dict[str, list[Row]],
     return kept_rows, repeats
 
 
-def one_more_result_each(lines: Sequence[bytes]) -> list[bytes]:
+def one_more_result_each(lines: Sequence[bytes], tag: str = "one-more") -> list[bytes]:
     """A normal creatine kinase result for every patient in ``lines``, at their latest instant:
-    one more state write per patient, on every partition the patients live in."""
+    one more state write per patient, on every partition the patients live in. Another ``tag``
+    gives other event ids, so another write."""
     decoded = [orjson.loads(line) for line in lines]
     last = max(event["occurred_at"] for event in decoded)
     return [
         orjson.dumps({
-            "event_id": f"one-more-ck-{pid}", "patient_id": pid, "event_type": "lab_result",
+            "event_id": f"{tag}-ck-{pid}", "patient_id": pid, "event_type": "lab_result",
             "occurred_at": last, "loinc": "2157-6", "value": 150, "unit": "U/L",
-            "reference_high": 200, "result_id": f"one-more-ck-{pid}",
+            "reference_high": 200, "result_id": f"{tag}-ck-{pid}",
         })
         for pid in sorted({event["patient_id"] for event in decoded})
     ]

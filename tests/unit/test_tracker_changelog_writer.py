@@ -129,7 +129,7 @@ class FailingOnce(Producer):
 
 def faust_store(monkeypatch: pytest.MonkeyPatch, producer: Producer, *, batched: bool
                 ) -> tuple[Any, Table]:
-    monkeypatch.setattr(app, "_aiokafka_producer", lambda _: producer)
+    monkeypatch.setattr(app, "aiokafka_producer", lambda _: producer)
     table = Table()
     # the app only reaches faust's producer, replaced above, and the stand-in events
     return app.FaustStateStore(cast(Any, object()), cast(Any, table), "events",

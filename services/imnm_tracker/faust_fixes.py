@@ -1,5 +1,4 @@
-"""Two workarounds for faust-streaming 0.15.3, installed together by :func:`install` (with the
-fast path of :mod:`imnm_tracker.faust_delivery`, which is written for the same version).
+"""Two workarounds for faust-streaming 0.15.3, installed together by :func:`install`.
 
 1. Offset commits that stall after a restart.
 
@@ -56,8 +55,6 @@ import faust
 from faust.transport.consumer import Consumer
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from faust.types import TP
-
-from imnm_tracker import faust_delivery
 
 log = logging.getLogger(__name__)
 
@@ -121,15 +118,13 @@ class FlowGatedPartitions:
 
 
 def install() -> bool:
-    """Install both workarounds and the hand-off fast path once; False (and a warning) on
-    other faust versions."""
+    """Install both workarounds once; False (and a warning) on other faust versions."""
     if faust.__version__ != PATCHED_VERSION:
         log.warning("faust %s, not %s: the faust workarounds are not installed",
                     faust.__version__, PATCHED_VERSION)
         return False
     _install_clean_acked()
     _install_flow_gated_fetch()
-    faust_delivery.install()
     return True
 
 

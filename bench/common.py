@@ -12,7 +12,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-RESULTS = Path(__file__).resolve().parent / "results"
+REPO = Path(__file__).resolve().parents[1]  # the cwd of ``python -m bench.<step>`` children
+RESULTS = REPO / "bench" / "results"
 UNSETTLED_DAYS = 100_000.0  # an order_history_days beyond any stream: nothing is settled
 
 

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import random
 import statistics
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +22,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from bench.common import median
+from bench.common import REPO, median
 from imnm_common.kafka.local_broker import LocalKafkaBroker
 from imnm_common.kafka.topics import create_topics
 from imnm_demo.generator import StreamSpec, generate_lines
@@ -36,6 +38,7 @@ PARTITIONS = 6
 # enough for the tick after the catch-up, which judges every patient at ``now``.
 TIMER_SECONDS = 1.0
 SETTLE_SECONDS = 2 * TIMER_SECONDS + 1.0
+RUN_TIMEOUT_SECONDS = 900.0  # a run that has not processed the stream by then is stuck
 
 
 async def _produce_all(bootstrap: str, topic: str, lines: list[bytes]) -> None:
@@ -83,9 +86,6 @@ async def passthrough(bootstrap: str, lines: list[bytes], tag: str) -> float:
         await producer.stop()
 
 
-REPO = Path(__file__).resolve().parents[1]
-
-
 async def faust_passthrough(bootstrap: str, lines: list[bytes], workdir: Path, tag: str) -> float:
     """The ceiling for a faust worker (bench/faust_passthrough.py): the tracker's faust settings,
     batching and batched produce, without the tracker's work. Events/s from its first batch to
@@ -104,7 +104,7 @@ async def faust_passthrough(bootstrap: str, lines: list[bytes], workdir: Path, t
             cwd=REPO,
         )
     try:
-        deadline = time.monotonic() + 900
+        deadline = time.monotonic() + RUN_TIMEOUT_SECONDS
         while not result.exists():
             if child.poll() is not None or time.monotonic() > deadline:
                 tail = log_path.read_text(errors="replace")[-2000:]
@@ -120,15 +120,22 @@ async def faust_passthrough(bootstrap: str, lines: list[bytes], workdir: Path, t
         WorkerProcess("faust-passthrough", child, 0, log_path).stop()
 
 
-async def _records_in(bootstrap: str, topic: str) -> int:
+@contextlib.asynccontextmanager
+async def _reader(bootstrap: str) -> AsyncIterator[AIOKafkaConsumer]:
+    """A started consumer outside any group, for looking at a topic's offsets and records."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
                                 enable_auto_commit=False)
     await consumer.start()
     try:
-        partitions = [TopicPartition(topic, p) for p in range(PARTITIONS)]
-        return sum((await consumer.end_offsets(partitions)).values())
+        yield consumer
     finally:
         await consumer.stop()
+
+
+async def _records_in(bootstrap: str, topic: str) -> int:
+    async with _reader(bootstrap) as consumer:
+        partitions = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+        return sum((await consumer.end_offsets(partitions)).values())
 
 
 @dataclass(frozen=True)
@@ -203,15 +210,17 @@ async def _compacted(cluster: TrackerCluster, worker: WorkerProcess, lines: list
     compacted away against the first extra round, and the second round makes the first one's
     segment cleanable. (With one round, a stream consumed in one batch per patient left nothing
     to remove.)"""
+    def consumed_at_least(total: int) -> bool:
+        return worker.metric("imnm_tracker_events_consumed_total") >= total
+
     consumed = len(lines)
     for tag in ("one-more", "two-more"):
         await asyncio.sleep(COMPACTED_SEGMENT_SECONDS + 0.5)  # the segment rolls on this write
         more = one_more_result_each(lines, tag)
         await cluster.publish_lines(more)
         consumed += len(more)
-        await worker.wait_for(
-            lambda total=consumed: worker.metric("imnm_tracker_events_consumed_total") >= total,
-            "the extra results consumed", timeout=300)
+        await worker.wait_for(functools.partial(consumed_at_least, consumed),
+                              "the extra results consumed", timeout=300)
     await cluster.wait_caught_up(timeout=300)
     records, _ = await cluster.changelog_records()
     quiet_since = time.monotonic()
@@ -287,7 +296,7 @@ async def _processing_rate(cluster: TrackerCluster, workers: list[WorkerProcess]
     gc_before = 0.0  # the workers' collector time at that poll
     pending = idle  # the last poll at which some events were not consumed yet
     settled: tuple[float, float] | None = None  # (published count, since when)
-    deadline = time.monotonic() + 900
+    deadline = time.monotonic() + RUN_TIMEOUT_SECONDS
     while time.monotonic() < deadline:
         consumed = published = batch_seconds = batches = gc_seconds = 0.0
         for worker in workers:
@@ -325,7 +334,7 @@ async def _processing_rate(cluster: TrackerCluster, workers: list[WorkerProcess]
                     gc_share=round((gc_seconds - gc_before) / (seconds * len(workers)), 3),
                 )
         await asyncio.sleep(POLL_SECONDS)
-    raise RuntimeError("the tracker did not process the stream within 900 s")
+    raise RuntimeError(f"the tracker did not process the stream within {RUN_TIMEOUT_SECONDS:g} s")
 
 
 # How often the run polls the workers' metrics: the start is known to within this (< 0.5% of a
@@ -336,10 +345,7 @@ POLL_SECONDS = 0.25
 async def _newest_timestamp(bootstrap: str, partitions: list[TopicPartition]) -> float:
     """The latest record timestamp (seconds, the producer's clock: this host) among the last
     record of each partition."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
-                                enable_auto_commit=False)
-    await consumer.start()
-    try:
+    async with _reader(bootstrap) as consumer:
         consumer.assign(partitions)
         ends = await consumer.end_offsets(partitions)
         newest = 0.0
@@ -351,8 +357,6 @@ async def _newest_timestamp(bootstrap: str, partitions: list[TopicPartition]) ->
             for record in records.get(tp, []):
                 newest = max(newest, record.timestamp / 1000.0)
         return newest
-    finally:
-        await consumer.stop()
 
 
 # The tracker as shipped: no test overrides of its batch window or commit interval.

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,8 +28,10 @@ from aiokafka.structs import ConsumerRecord, RecordMetadata
 from prometheus_client.parser import text_string_to_metric_families
 
 from imnm_common.contracts.alerts import AlertTransition
+from imnm_common.domain.state import PatientState
 from imnm_common.service_layer.replay import Replay
 from imnm_common.settings import TopicNames
+from imnm_tracker import stored
 from imnm_tracker.clock import parse_instant
 from imnm_tracker.topics_setup import changelog_topic
 
@@ -291,6 +293,25 @@ class TrackerCluster:
     async def changelog_records(self) -> tuple[int, int]:
         """(records in the state changelog now, state writes ever made: its end offsets). A
         memory-store restart reads the first figure again; compaction brings it down."""
+        records = writes = 0
+        async for batch, ends in self._changelog():
+            records += len(batch)
+            writes = ends
+        return records, writes
+
+    async def latest_states(self) -> dict[str, PatientState]:
+        """Every patient's newest state in the changelog (what a recovery rebuilds)."""
+        newest: dict[bytes, bytes] = {}
+        async for batch, _ in self._changelog():
+            for record in batch:
+                if record.key is not None and record.value is not None:
+                    newest[record.key] = record.value
+        states = (stored.decode(value) for value in newest.values())
+        return {state.patient_id: state for state in states}
+
+    async def _changelog(self) -> AsyncIterator[tuple[list[ConsumerRecord[bytes, bytes]], int]]:
+        """The state changelog from its start, in fetched batches, each with the writes ever made
+        (the sum of its end offsets, fixed when the read starts)."""
         consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None,
                                     enable_auto_commit=False,
                                     max_partition_fetch_bytes=8 * 1024 * 1024)
@@ -301,14 +322,15 @@ class TrackerCluster:
             consumer.assign(tps)
             await consumer.seek_to_beginning(*tps)
             ends = await consumer.end_offsets(tps)
+            writes = sum(ends.values())
             remaining = {tp for tp in tps if ends[tp] > await consumer.position(tp)}
-            records = 0
+            if not remaining:
+                yield [], writes
             while remaining:
                 for tp, batch in (await consumer.getmany(*remaining, timeout_ms=1000)).items():
-                    records += len(batch)
+                    yield batch, writes
                     if batch and batch[-1].offset + 1 >= ends[tp]:
                         remaining.discard(tp)
-            return records, sum(ends.values())
         finally:
             await consumer.stop()
 
@@ -414,3 +436,20 @@ def synthetic_history(patients: int, seed: int, *, with_examples: bool = True) -
     if with_examples and examples.is_file():
         lines += [line for line in examples.read_bytes().splitlines() if line.strip()]
     return sorted(lines, key=lambda line: str(orjson.loads(line).get("occurred_at", "")))
+
+
+def unapplied_events(lines: Sequence[bytes], states: dict[str, PatientState]
+                     ) -> dict[str, list[str]]:
+    """The event ids in ``lines`` that their patient's state does not remember, by patient.
+
+    With the rules' ``seen_event_ids_kept`` above any patient's event count, a state remembers
+    every event the tracker applied to it (stale and out-of-order ones included), so whatever is
+    missing here was never applied: lost between the topic and the state."""
+    missing: dict[str, list[str]] = {}
+    remembered = {patient: set(state.seen_event_ids) for patient, state in states.items()}
+    for line in lines:
+        event = orjson.loads(line)
+        patient, event_id = event["patient_id"], event["event_id"]
+        if event_id not in remembered.get(patient, ()):
+            missing.setdefault(patient, []).append(event_id)
+    return missing

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 from collections import defaultdict
 from collections.abc import Iterator
+from types import SimpleNamespace
 from typing import Any
 
 from aiokafka.consumer.fetcher import Fetcher, FetchResult
@@ -161,12 +162,22 @@ class StandInAIOKafkaConsumer:
         self._fetcher = StandInFetcher()
 
 
+class Topics:
+    """faust's conductor: acks are enabled for the source topic, not for changelogs."""
+
+    @staticmethod
+    def acks_enabled_for(topic: str) -> bool:
+        return topic == "events"
+
+
 class FlowConsumer:
-    """faust's Consumer as the consumer thread sees it: the flag and the live active set."""
+    """faust's Consumer as the consumer thread sees it: the flag, the live active set and the
+    app's acking topics."""
 
     def __init__(self, active: set[TP]) -> None:
         self.flow_active = True
         self._active_partitions = active
+        self.app = SimpleNamespace(topics=Topics())
 
 
 class ConsumerThread:
@@ -233,3 +244,117 @@ def test_the_gate_reads_the_live_set_and_the_flag_at_each_check() -> None:
     assert CHANGELOG in gate and list(gate) == [CHANGELOG]
     consumer.flow_active = False
     assert CHANGELOG not in gate and list(gate) == []
+
+
+# ------------------------------------------------------------------ source partitions once sought
+# The loss at the end of a rebalance: faust resumes the source partitions while the flow runs
+# and seeks them afterwards; records drained in between are checked against stale read offsets,
+# dropped, and then committed as a gap. A source partition now drains nothing until the
+# generation's perform_seek has sought it.
+
+EVENTS = TP("events", 1)
+
+
+async def drain(consumer: FlowConsumer, fetcher_owner: StandInAIOKafkaConsumer
+                ) -> dict[TP, list[int]]:
+    return await AIOKafkaConsumerThread._fetch_records(
+        ConsumerThread(consumer),  # type: ignore[arg-type]
+        fetcher_owner, consumer._active_partitions, timeout=0,
+    )
+
+
+async def test_a_resumed_source_partition_drains_nothing_until_sought() -> None:
+    assert faust_fixes.install()
+    consumer = FlowConsumer({EVENTS, CHANGELOG})  # flow running, both resumed
+    aiokafka_consumer = StandInAIOKafkaConsumer()
+    aiokafka_consumer._fetcher.buffer(EVENTS, 1741, 1809)  # read from a position not yet sought
+    aiokafka_consumer._fetcher.buffer(CHANGELOG, 0, 2)
+    assert await drain(consumer, aiokafka_consumer) == {CHANGELOG: [0, 1, 2]}
+    assert aiokafka_consumer._fetcher.position(EVENTS) == 1741  # untouched, still buffered
+    faust_fixes.sought_partitions(consumer).add(EVENTS)  # what perform_seek does
+    assert await drain(consumer, aiokafka_consumer) == {EVENTS: list(range(1741, 1810))}
+
+
+def test_the_gate_lists_a_source_partition_only_once_sought() -> None:
+    consumer = FlowConsumer({EVENTS, CHANGELOG})
+    gate = faust_fixes.FlowGatedPartitions(consumer, consumer._active_partitions)
+    assert EVENTS not in gate and list(gate) == [CHANGELOG]
+    faust_fixes.sought_partitions(consumer).add(EVENTS)
+    assert EVENTS in gate and sorted(gate) == sorted([EVENTS, CHANGELOG])
+    consumer.flow_active = False
+    assert EVENTS not in gate and list(gate) == []
+
+
+class SeekingConsumer:
+    """What faust's ``perform_seek``, ``resume_partitions`` and the rebalance callbacks read."""
+
+    def __init__(self, assigned: set[TP], committed: dict[TP, int]) -> None:
+        self.app = SimpleNamespace(
+            consumer_generation_id=3,
+            _start_span_from_rebalancing=lambda name: contextlib.nullcontext(),
+            on_rebalance_return=lambda: None,
+        )
+        self.assigned = assigned
+        self.committed = committed
+        self.rebalance_during_seek = False
+        self._read_offset: dict[TP, int | None] = defaultdict(lambda: None)
+        self._committed_offset: dict[TP, int | None] = defaultdict(lambda: None)
+        self._active_partitions: set[TP] = set()
+        self._paused_partitions: set[TP] = set()
+        self._gap: dict[TP, Any] = {}
+        self._acked: dict[TP, Any] = {}
+        self._acked_index: dict[TP, Any] = {}
+        self.diag = SimpleNamespace(set_flag=lambda flag: None, unset_flag=lambda flag: None)
+        self.callbacks: list[str] = []
+
+    def assignment(self) -> set[TP]:
+        return set(self.assigned)
+
+    async def seek_to_committed(self) -> dict[TP, int]:
+        if self.rebalance_during_seek:
+            self.app.consumer_generation_id += 1
+        return dict(self.committed)
+
+    def _get_active_partitions(self) -> set[TP]:
+        return self._active_partitions
+
+    def _set_active_tps(self, tps: set[TP]) -> None:
+        self._active_partitions = set(tps)
+
+    async def _on_partitions_revoked(self, revoked: set[TP]) -> None:
+        self.callbacks.append("revoked")
+
+    async def _on_partitions_assigned(self, assigned: set[TP], generation_id: int) -> None:
+        self.callbacks.append("assigned")
+
+
+async def test_perform_seek_marks_the_assigned_partitions_and_a_resume_unmarks_them() -> None:
+    faust_fixes.install()
+    consumer = SeekingConsumer({EVENTS, CHANGELOG}, {EVENTS: 1741})
+    sought = faust_fixes.sought_partitions(consumer)
+    await Consumer.perform_seek(consumer)  # type: ignore[arg-type]
+    assert sought == {EVENTS, CHANGELOG}
+    assert consumer._read_offset[EVENTS] == 1741  # faust's own bookkeeping still runs
+    Consumer.resume_partitions(consumer, [EVENTS])  # type: ignore[arg-type]
+    assert sought == {CHANGELOG} and EVENTS in consumer._active_partitions
+
+
+async def test_a_seek_cut_by_a_rebalance_marks_nothing() -> None:
+    faust_fixes.install()
+    consumer = SeekingConsumer({EVENTS}, {EVENTS: 1741})
+    consumer.rebalance_during_seek = True
+    await Consumer.perform_seek(consumer)  # type: ignore[arg-type]
+    assert faust_fixes.sought_partitions(consumer) == set()
+
+
+async def test_a_revocation_and_an_assignment_unmark_everything() -> None:
+    faust_fixes.install()
+    consumer = SeekingConsumer({EVENTS}, {})
+    sought = faust_fixes.sought_partitions(consumer)
+    sought.add(EVENTS)
+    await Consumer.on_partitions_revoked(consumer, {EVENTS})  # type: ignore[arg-type]
+    assert sought == set()
+    sought.add(EVENTS)
+    await Consumer.on_partitions_assigned(consumer, {EVENTS}, 4)  # type: ignore[arg-type]
+    assert sought == set()
+    assert consumer.callbacks == ["revoked", "assigned"]  # faust's own handlers still run

@@ -155,14 +155,15 @@ async def churn_round(bootstrap: str, lines: list[bytes], workdir: Path, tag: st
         result.seconds = round(time.monotonic() - started, 1)
 
 
-def run(rounds: int, patients: int, steps: int, seed: int, workdir: Path) -> dict[str, Any]:
+def run(rounds: int, patients: int, steps: int, seed: int, workdir: Path,
+        settle_timeout: float = 600.0) -> dict[str, Any]:
     lines = [line.encode() for line in generate_lines(StreamSpec(patients=patients, seed=2025))]
     results: list[RoundResult] = []
     with LocalKafkaBroker() as broker:
         for number in range(rounds):
             result = asyncio.run(churn_round(broker.bootstrap, lines, workdir,
                                              f"r{number}-s{seed + number}", seed + number,
-                                             steps))
+                                             steps, settle_timeout=settle_timeout))
             results.append(result)
             print(f"round {number + 1}/{rounds} seed {result.seed}: {result.outcome}, "
                   f"{result.lost_events} events lost, {result.seconds} s",
@@ -173,6 +174,7 @@ def run(rounds: int, patients: int, steps: int, seed: int, workdir: Path) -> dic
         "patients": patients,
         "events": len(lines),
         "steps_per_round": steps,
+        "settle_timeout_seconds": settle_timeout,
         "complete": sum(r.outcome == "complete" for r in results),
         "lost": sum(r.outcome == "lost" for r in results),
         "stuck": sum(r.outcome == "stuck" for r in results),
@@ -189,6 +191,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=8, help="membership changes per round")
     parser.add_argument("--seed", type=int, default=1, help="the first round's seed")
     parser.add_argument("--keep", type=Path, help="keep the workers' logs under this directory")
+    parser.add_argument("--settle-timeout", type=float, default=600.0,
+                        help="seconds after the last change for the group to commit everything")
     parser.add_argument("--devlog", action="store_true",
                         help="workers log faust's developer messages (seeks, dropped messages)")
     args = parser.parse_args(argv)
@@ -196,10 +200,12 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["DEVLOG"] = "1"  # read by mode when a worker imports it
     if args.keep is not None:
         args.keep.mkdir(parents=True, exist_ok=True)
-        summary = run(args.rounds, args.patients, args.steps, args.seed, args.keep)
+        summary = run(args.rounds, args.patients, args.steps, args.seed, args.keep,
+                      args.settle_timeout)
     else:
         with tempfile.TemporaryDirectory(prefix="imnm-rebalance-") as tmp:
-            summary = run(args.rounds, args.patients, args.steps, args.seed, Path(tmp))
+            summary = run(args.rounds, args.patients, args.steps, args.seed, Path(tmp),
+                          args.settle_timeout)
     path = save("rebalance-loss", summary)
     print(json.dumps({k: v for k, v in summary.items() if k not in ("results", "machine")}))
     print(f"wrote {path}", file=sys.stderr)

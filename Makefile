@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 JARS   := deploy/kafka/lib/.fetched
 
-.PHONY: setup run test test-unit test-integration lint schemas bench clean
+.PHONY: setup run test test-unit test-integration lint schemas bench stress clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,10 @@ schemas: $(STAMP)
 
 bench: setup
 	$(PY) -m bench.run
+
+# workers join, leave and die while a backlog is read; exits 1 if any event was lost
+stress: setup
+	$(PY) -m bench.rebalance_loss
 
 clean:
 	rm -rf $(VENV) deploy/kafka/lib .imnm-data .pytest_cache .mypy_cache .ruff_cache

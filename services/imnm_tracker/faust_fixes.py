@@ -47,18 +47,19 @@ them.
 
 What happens: at the end of a recovery faust resumes the source partitions and only then seeks
 them to the committed offsets (``perform_seek``, a round trip to the consumer thread). The flow
-is already running by then when the worker has standby partitions (the recovery resumed it for
-them), so the fetcher drains and delivers source records in that window, checked against read
+is already running by then whenever the recovery read a changelog or resumed standby partitions
+(it resumes the flow for them), so the fetcher drains and delivers source records in that
+window, checked against read
 offsets that may be left over from the previous generation (a hand-off cut short by the
 rebalance sets its read offset after the revocation cleared it). Records below such a stale read
 offset are dropped unprocessed ("DROPPED MESSAGE ROFF" in faust's dev log); the seek then resets
 the read offset, the rest of the drained batch looks like a jump, and faust records the jumped-
 over offsets as a gap that it commits as if processed. Result, seen with
 ``python -m bench.rebalance_loss`` (workers joining, leaving and dying while a backlog is read;
-1,000 patients, 8 membership changes per round): 4 of 8 rounds lost events (1 to 49 each, every
-one committed), and 1 of 3 never finished because a dropped record left a hole the commit cannot
-pass. Logged with the seeks and gaps: the dropped offsets started at the committed offset, and the
-gap recorded right after the seek covered the lost ones.
+1,000 patients, 8 membership changes per round): 9 of 15 rounds lost events (1 to 49 each, every
+one committed), and one more never finished because a dropped record left a hole the commit
+cannot pass. Logged with the seeks and gaps: the dropped offsets started at the committed
+offset, and the gap recorded right after the seek covered the lost ones.
 
 The fix extends the view above: a partition of a source topic (one whose messages faust acks)
 drains nothing until ``perform_seek`` has sought it in the current generation. A revocation, an

@@ -11,9 +11,11 @@ promise.
 
     python -m bench.rebalance_loss --rounds 10 --patients 1000 --steps 8
 
-writes bench/results/rebalance-loss-<stamp>.json and exits 1 if any round lost or stuck. Each
-round's plan of membership changes comes from its seed, so a failing round can be run again
-(``--seed``, ``--rounds 1``); ``--keep DIR`` keeps the workers' logs.
+writes bench/results/rebalance-loss-<stamp>.json and exits 1 if any round lost events, got stuck
+or had a worker exit on its own (a crash: a supervisor would restart it, so it loses nothing by
+itself, but it is a defect; the round goes on without it). Each round's plan of membership
+changes comes from its seed, so a failing round can be run again (``--seed``, ``--rounds 1``);
+``--keep DIR`` keeps the workers' logs.
 """
 
 from __future__ import annotations
@@ -62,6 +64,9 @@ class RoundResult:
     patients_with_lost_events: int = 0
     # where the lost events were: "partition:first-last" runs of offsets on the events topic
     lost_offsets: list[str] = field(default_factory=list)
+    # workers that exited without being told to (a supervisor would restart them; here the
+    # round goes on without them): "w3 (exit 1)"
+    crashed_workers: list[str] = field(default_factory=list)
     seconds: float = 0.0
     detail: str = ""
 
@@ -124,17 +129,22 @@ async def churn_round(bootstrap: str, lines: list[bytes], workdir: Path, tag: st
         workers: dict[str, WorkerProcess] = {"w1": cluster.start_worker("w1")}
         for step in plan:
             await asyncio.sleep(step.after_seconds)
+            _note_crashes(workers, result)
             if step.action == "join":
                 workers[step.worker] = cluster.start_worker(step.worker)
+            elif (leaving := workers.pop(step.worker, None)) is None:
+                pass  # it crashed before its turn (noted above)
             elif step.action == "stop":
-                workers.pop(step.worker).stop()
+                leaving.stop()
             else:
-                workers.pop(step.worker).kill()
+                leaving.kill()
         try:
             await cluster.wait_caught_up(timeout=settle_timeout)
         except AssertionError as error:
+            _note_crashes(workers, result)
             result.outcome, result.detail = "stuck", str(error)
             return result
+        _note_crashes(workers, result)
         for worker in workers.values():
             if worker.stop() != 0:  # graceful: its last states are in the changelog
                 raise RuntimeError(f"worker {worker.name} did not stop cleanly:\n"
@@ -155,6 +165,14 @@ async def churn_round(bootstrap: str, lines: list[bytes], workdir: Path, tag: st
         result.seconds = round(time.monotonic() - started, 1)
 
 
+def _note_crashes(workers: dict[str, WorkerProcess], result: RoundResult) -> None:
+    """Move the workers that exited on their own from ``workers`` to the round's crash list."""
+    for name, worker in list(workers.items()):
+        if not worker.alive:
+            del workers[name]
+            result.crashed_workers.append(f"{name} (exit {worker.process.returncode})")
+
+
 def run(rounds: int, patients: int, steps: int, seed: int, workdir: Path,
         settle_timeout: float = 600.0) -> dict[str, Any]:
     lines = [line.encode() for line in generate_lines(StreamSpec(patients=patients, seed=2025))]
@@ -165,8 +183,10 @@ def run(rounds: int, patients: int, steps: int, seed: int, workdir: Path,
                                              f"r{number}-s{seed + number}", seed + number,
                                              steps, settle_timeout=settle_timeout))
             results.append(result)
+            crashed = f", crashed: {', '.join(result.crashed_workers)}" * bool(
+                result.crashed_workers)
             print(f"round {number + 1}/{rounds} seed {result.seed}: {result.outcome}, "
-                  f"{result.lost_events} events lost, {result.seconds} s",
+                  f"{result.lost_events} events lost, {result.seconds} s{crashed}",
                   file=sys.stderr, flush=True)
     return {
         "machine": machine(),
@@ -179,6 +199,7 @@ def run(rounds: int, patients: int, steps: int, seed: int, workdir: Path,
         "lost": sum(r.outcome == "lost" for r in results),
         "stuck": sum(r.outcome == "stuck" for r in results),
         "lost_events": sum(r.lost_events for r in results),
+        "crashed_workers": sum(len(r.crashed_workers) for r in results),
         "results": [asdict(r) for r in results],
     }
 
@@ -209,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     path = save("rebalance-loss", summary)
     print(json.dumps({k: v for k, v in summary.items() if k not in ("results", "machine")}))
     print(f"wrote {path}", file=sys.stderr)
-    return 0 if summary["complete"] == summary["rounds"] else 1
+    return 0 if summary["complete"] == summary["rounds"] and not summary["crashed_workers"] else 1
 
 
 if __name__ == "__main__":

@@ -27,3 +27,4 @@ async def test_no_event_is_lost_while_workers_join_leave_and_die(
     assert result.outcome == "complete", (
         f"{result.outcome}: {result.lost_events} events lost at {result.lost_offsets}; "
         f"{result.detail}; worker logs in {tmp_path}")
+    assert not result.crashed_workers, f"crashed: {result.crashed_workers}; logs in {tmp_path}"

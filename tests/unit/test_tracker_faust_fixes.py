@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
 from aiokafka.consumer.fetcher import Fetcher, FetchResult
 from faust.transport.consumer import Consumer
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
@@ -358,3 +359,51 @@ async def test_a_revocation_and_an_assignment_unmark_everything() -> None:
     await Consumer.on_partitions_assigned(consumer, {EVENTS}, 4)  # type: ignore[arg-type]
     assert sought == set()
     assert consumer.callbacks == ["revoked", "assigned"]  # faust's own handlers still run
+
+
+# ------------------------------------------------------------ recovery seeks after a rebalance
+# A rebalance between the recovery's offset building and its seek leaves a partition new to the
+# recovery's sets without an offset (None); faust's seek raised "Offset must be a positive
+# integer" and the worker exited. The recovery now starts over for the new assignment instead.
+
+
+class SeekRecorder:
+    def __init__(self) -> None:
+        self.seeks: list[dict[TP, Any]] = []
+
+    async def seek_wait(self, offsets: dict[TP, Any]) -> None:
+        if any(not isinstance(offset, int) or offset < 0 for offset in offsets.values()):
+            raise ValueError("Offset must be a positive integer")  # aiokafka's check
+        self.seeks.append(offsets)
+
+
+def recovery(rebalance_began: bool) -> Any:
+    signal = asyncio.Event()
+    if rebalance_began:
+        signal.set()
+    return SimpleNamespace(signal_recovery_start=signal)
+
+
+async def test_a_recovery_seek_after_a_new_rebalance_starts_over_instead_of_crashing() -> None:
+    from faust.tables.recovery import RebalanceAgain, Recovery
+
+    assert faust_fixes.install()
+    consumer = SeekRecorder()
+    offsets: Counter[TP] = Counter()
+    offsets[CHANGELOG] = None  # type: ignore[assignment]  # what Recovery._add leaves
+    with pytest.raises(RebalanceAgain):
+        await Recovery._seek_offsets(recovery(True), consumer, {CHANGELOG}, offsets, "standby")
+    assert consumer.seeks == []
+    unpatched = Recovery._seek_offsets.__wrapped__  # type: ignore[attr-defined]
+    with pytest.raises(ValueError, match="positive integer"):  # the crash, without the fix
+        await unpatched(recovery(True), consumer, {CHANGELOG}, offsets, "standby")
+
+
+async def test_recovery_seeks_are_unchanged_without_a_new_rebalance() -> None:
+    from faust.tables.recovery import Recovery
+
+    faust_fixes.install()
+    consumer = SeekRecorder()
+    offsets: Counter[TP] = Counter({CHANGELOG: -1, EVENTS: 41})
+    await Recovery._seek_offsets(recovery(False), consumer, {CHANGELOG, EVENTS}, offsets, "active")
+    assert consumer.seeks == [{CHANGELOG: 0, EVENTS: 41}]  # faust's -1 -> 0 still applies

@@ -129,7 +129,7 @@ async def churn_round(bootstrap: str, lines: list[bytes], workdir: Path, tag: st
         workers: dict[str, WorkerProcess] = {"w1": cluster.start_worker("w1")}
         for step in plan:
             await asyncio.sleep(step.after_seconds)
-            _note_crashes(workers, result)
+            note_crashes(workers, result)
             if step.action == "join":
                 workers[step.worker] = cluster.start_worker(step.worker)
             elif (leaving := workers.pop(step.worker, None)) is None:
@@ -141,10 +141,10 @@ async def churn_round(bootstrap: str, lines: list[bytes], workdir: Path, tag: st
         try:
             await cluster.wait_caught_up(timeout=settle_timeout)
         except AssertionError as error:
-            _note_crashes(workers, result)
+            note_crashes(workers, result)
             result.outcome, result.detail = "stuck", str(error)
             return result
-        _note_crashes(workers, result)
+        note_crashes(workers, result)
         for worker in workers.values():
             if worker.stop() != 0:  # graceful: its last states are in the changelog
                 raise RuntimeError(f"worker {worker.name} did not stop cleanly:\n"
@@ -165,7 +165,7 @@ async def churn_round(bootstrap: str, lines: list[bytes], workdir: Path, tag: st
         result.seconds = round(time.monotonic() - started, 1)
 
 
-def _note_crashes(workers: dict[str, WorkerProcess], result: RoundResult) -> None:
+def note_crashes(workers: dict[str, WorkerProcess], result: RoundResult) -> None:
     """Move the workers that exited on their own from ``workers`` to the round's crash list."""
     for name, worker in list(workers.items()):
         if not worker.alive:

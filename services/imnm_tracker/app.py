@@ -256,7 +256,8 @@ class TrackerApp:
         # processed again by whichever worker owns their partitions next. Not app.crash(): faust's
         # orderly shutdown commits what it believes is done, and after an agent gave up that can
         # reach past this batch (seen in tests/integration/test_tracker_failures.py). So leave
-        # the way SIGKILL does; the supervisor (imnm up, systemd, Kubernetes) restarts us.
+        # the way SIGKILL does; a supervisor (systemd, Kubernetes) restarts us (`imnm up`, the
+        # development runner, stops the whole suite and names the worker that exited).
         self.metrics.batch_failures.inc()
         log.critical(
             "a batch of %d messages could not be published or stored (%s: %s); exiting without "

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+from typing import Any
+
 import orjson
 
-from bench.rebalance_loss import MAX_WORKERS, churn_plan, offset_runs
+from bench.rebalance_loss import MAX_WORKERS, RoundResult, churn_plan, note_crashes, offset_runs
 from imnm_common.domain.config import RulesConfig
 from imnm_common.service_layer.replay import Replay
 from imnm_demo.generator import StreamSpec, generate_lines
@@ -63,3 +66,13 @@ def test_the_default_window_would_not_do_so_the_harness_raises_it() -> None:
     lines = [line.encode() for line in generate_lines(StreamSpec(patients=3, seed=11))]
     # the product keeps 16 ids per patient: a year of events overflows it
     assert unapplied_events(lines, _applied(lines, kept=RulesConfig().seen_event_ids_kept).states)
+
+
+def test_workers_that_exited_on_their_own_are_reported_and_dropped() -> None:
+    running = SimpleNamespace(alive=True, process=SimpleNamespace(returncode=None))
+    crashed = SimpleNamespace(alive=False, process=SimpleNamespace(returncode=1))
+    workers: dict[str, Any] = {"w1": running, "w2": crashed}
+    result = RoundResult(seed=1, events=0, patients=0, plan=[])
+    note_crashes(workers, result)
+    assert list(workers) == ["w1"]
+    assert result.crashed_workers == ["w2 (exit 1)"]

@@ -110,8 +110,11 @@ def churn_plan(seed: int, steps: int, *, min_gap: float = 2.0, max_gap: float = 
 
 
 async def churn_round(bootstrap: str, lines: list[bytes], workdir: Path, tag: str, seed: int,
-                      steps: int, *, settle_timeout: float = 600.0) -> RoundResult:
-    plan = churn_plan(seed, steps)
+                      steps: int, *, settle_timeout: float = 600.0,
+                      plan: list[Step] | None = None) -> RoundResult:
+    """One round: ``plan`` (default: :func:`churn_plan` of ``seed`` and ``steps``) from "w1"
+    alone, then the wait for the group to commit everything, then the check."""
+    plan = churn_plan(seed, steps) if plan is None else plan
     patients = {json.loads(line)["patient_id"] for line in lines}
     result = RoundResult(seed=seed, events=len(lines), patients=len(patients), plan=plan)
     rules = workdir / tag / "rules.json"

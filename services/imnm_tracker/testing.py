@@ -24,6 +24,7 @@ from pathlib import Path
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import GroupCoordinatorNotAvailableError
 from aiokafka.structs import ConsumerRecord, RecordMetadata
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -345,7 +346,10 @@ class TrackerCluster:
             ends = await consumer.end_offsets(tps)
             deadline = time.monotonic() + timeout
             while True:
-                committed = await admin.list_consumer_group_offsets(self.app_id)
+                try:
+                    committed = await admin.list_consumer_group_offsets(self.app_id)
+                except GroupCoordinatorNotAvailableError:  # a group that has just been formed
+                    committed = {}
                 lagging = {
                     tp.partition: ends[tp] - (committed[tp].offset if tp in committed else 0)
                     for tp in tps

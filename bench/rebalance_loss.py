@@ -153,15 +153,15 @@ async def churn_round(bootstrap: str, lines: list[bytes], workdir: Path, tag: st
                 raise RuntimeError(f"worker {worker.name} did not stop cleanly:\n"
                                    f"{worker.log_tail()}")
         missing = unapplied_events(lines, await cluster.latest_states())
-        result.lost_events = sum(len(ids) for ids in missing.values())
-        result.patients_with_lost_events = len(missing)
-        lost_ids = {event_id for ids in missing.values() for event_id in ids}
-        result.lost_offsets = offset_runs(
-            (meta.partition, meta.offset) for line, meta in zip(lines, landed, strict=True)
-            if json.loads(line)["event_id"] in lost_ids
-        )
-        if missing:
+        if missing:  # where they were: decodes the stream again, so only when something is lost
+            lost_ids = {event_id for ids in missing.values() for event_id in ids}
             result.outcome = "lost"
+            result.lost_events = sum(len(ids) for ids in missing.values())
+            result.patients_with_lost_events = len(missing)
+            result.lost_offsets = offset_runs(
+                (meta.partition, meta.offset) for line, meta in zip(lines, landed, strict=True)
+                if json.loads(line)["event_id"] in lost_ids
+            )
         return result
     finally:
         cluster.close()

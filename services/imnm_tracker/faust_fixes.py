@@ -104,11 +104,8 @@ from imnm_tracker import faust_delivery
 log = logging.getLogger(__name__)
 
 PATCHED_VERSION = "0.15.3"
-_MARK = "_imnm_dedup_acked"
-_FLOW_MARK = "_imnm_flow_gated_fetch"
-_SEEK_MARK = "_imnm_seek_gated_sources"
+_PATCHED = "_imnm_patched"  # set on every replacement function: install() runs once
 _SOUGHT = "_imnm_sought_partitions"
-_RECOVERY_MARK = "_imnm_recovery_seek_guard"
 
 
 def _runs(offsets: list[int]) -> Iterator[tuple[int, int]]:
@@ -196,103 +193,89 @@ def install() -> bool:
     return True
 
 
+def _patch(owner: type, name: str, build: Callable[[Any], Callable[..., Any]]) -> None:
+    """Replace ``owner.name`` with ``build(original)`` once; the replacement's ``__wrapped__``
+    is faust's own, unpatched function."""
+    original = getattr(owner, name)
+    if getattr(original, _PATCHED, False):
+        return
+    replacement = functools.wraps(original)(build(original))
+    setattr(replacement, _PATCHED, True)
+    setattr(owner, name, replacement)
+
+
 def _install_clean_acked() -> None:
     """Patch ``Consumer._new_offset``: clean the acked offsets and the gap first."""
-    original: Callable[[Consumer, TP], int | None] = Consumer._new_offset
-    if getattr(original, _MARK, False):
-        return
+    def build(original: Callable[[Consumer, TP], int | None]) -> Callable[..., Any]:
+        def _new_offset(self: Consumer, tp: TP) -> int | None:
+            clean_acked(self, tp)
+            return original(self, tp)
+        return _new_offset
 
-    @functools.wraps(original)  # __wrapped__: faust's own, unpatched
-    def _new_offset(self: Consumer, tp: TP) -> int | None:
-        clean_acked(self, tp)
-        return original(self, tp)
-
-    setattr(_new_offset, _MARK, True)
-    Consumer._new_offset = _new_offset  # type: ignore[method-assign]
+    _patch(Consumer, "_new_offset", build)
 
 
 def _install_flow_gated_fetch() -> None:
     """Patch ``AIOKafkaConsumerThread._fetch_records``: drain only while the flow runs."""
-    original = AIOKafkaConsumerThread._fetch_records
-    if getattr(original, _FLOW_MARK, False):
-        return
+    def build(original: Callable[..., Any]) -> Callable[..., Any]:
+        async def _fetch_records(
+            self: AIOKafkaConsumerThread,
+            consumer: Any,
+            active_partitions: Set[TP] | None,
+            timeout: float | None = None,
+            max_records: int | None = None,
+        ) -> Any:
+            partitions: Any = active_partitions
+            if active_partitions is not None:  # None: a client-only app, no filter, no recovery
+                partitions = FlowGatedPartitions(self.consumer, active_partitions)
+            return await original(self, consumer, partitions, timeout=timeout,
+                                  max_records=max_records)
+        return _fetch_records
 
-    @functools.wraps(original)  # __wrapped__: faust's own, unpatched
-    async def _fetch_records(
-        self: AIOKafkaConsumerThread,
-        consumer: Any,
-        active_partitions: Set[TP] | None,
-        timeout: float | None = None,
-        max_records: int | None = None,
-    ) -> Any:
-        partitions: Any = active_partitions
-        if active_partitions is not None:  # None: a client-only app, no filter, no recovery
-            partitions = FlowGatedPartitions(self.consumer, active_partitions)
-        return await original(self, consumer, partitions, timeout=timeout,
-                              max_records=max_records)
-
-    setattr(_fetch_records, _FLOW_MARK, True)
-    AIOKafkaConsumerThread._fetch_records = _fetch_records  # type: ignore[method-assign]
+    _patch(AIOKafkaConsumerThread, "_fetch_records", build)
 
 
 def _install_seek_marks() -> None:
     """Patch the ``Consumer`` methods that make and unmake :func:`sought_partitions`."""
-    if getattr(Consumer.perform_seek, _SEEK_MARK, False):
-        return
-    revoked_original = Consumer.on_partitions_revoked
-    assigned_original = Consumer.on_partitions_assigned
-    resume_original = Consumer.resume_partitions
-    seek_original = Consumer.perform_seek
+    def unmark_all_then(original: Callable[..., Any]) -> Callable[..., Any]:
+        async def rebalance_callback(self: Consumer, *args: Any) -> None:
+            sought_partitions(self).clear()  # revoked or newly assigned: nothing is sought
+            await original(self, *args)
+        return rebalance_callback
 
-    @functools.wraps(revoked_original)
-    async def on_partitions_revoked(self: Consumer, revoked: Set[TP]) -> None:
-        sought_partitions(self).clear()
-        await revoked_original(self, revoked)
+    def unmark_resumed(original: Callable[..., Any]) -> Callable[..., Any]:
+        def resume_partitions(self: Consumer, tps: Iterable[TP]) -> None:
+            tps = list(tps)
+            sought_partitions(self).difference_update(tps)  # resumed: must be sought again
+            original(self, tps)
+        return resume_partitions
 
-    @functools.wraps(assigned_original)
-    async def on_partitions_assigned(self: Consumer, assigned: Set[TP],
-                                     generation_id: int = 0) -> None:
-        sought_partitions(self).clear()
-        await assigned_original(self, assigned, generation_id)
+    def mark_sought(original: Callable[..., Any]) -> Callable[..., Any]:
+        async def perform_seek(self: Consumer) -> None:
+            generation = self.app.consumer_generation_id
+            assigned = set(self.assignment())
+            await original(self)
+            # a rebalance during the seek: its partitions were not all sought (the next
+            # recovery's perform_seek will do it)
+            if self.app.consumer_generation_id == generation:
+                sought_partitions(self).update(assigned & set(self.assignment()))
+        return perform_seek
 
-    @functools.wraps(resume_original)
-    def resume_partitions(self: Consumer, tps: Iterable[TP]) -> None:
-        tps = list(tps)
-        sought_partitions(self).difference_update(tps)  # resumed: must be sought again
-        resume_original(self, tps)
-
-    @functools.wraps(seek_original)
-    async def perform_seek(self: Consumer) -> None:
-        generation = self.app.consumer_generation_id
-        assigned = set(self.assignment())
-        await seek_original(self)
-        # a rebalance during the seek: its partitions were not all sought (the next recovery's
-        # perform_seek will do it)
-        if self.app.consumer_generation_id == generation:
-            sought_partitions(self).update(assigned & set(self.assignment()))
-
-    for patched in (on_partitions_revoked, on_partitions_assigned, resume_partitions,
-                    perform_seek):
-        setattr(patched, _SEEK_MARK, True)
-    Consumer.on_partitions_revoked = on_partitions_revoked  # type: ignore[method-assign]
-    Consumer.on_partitions_assigned = on_partitions_assigned  # type: ignore[method-assign]
-    Consumer.resume_partitions = resume_partitions  # type: ignore[method-assign]
-    Consumer.perform_seek = perform_seek  # type: ignore[method-assign]
+    _patch(Consumer, "on_partitions_revoked", unmark_all_then)
+    _patch(Consumer, "on_partitions_assigned", unmark_all_then)
+    _patch(Consumer, "resume_partitions", unmark_resumed)
+    _patch(Consumer, "perform_seek", mark_sought)
 
 
 def _install_recovery_seek_guard() -> None:
     """Patch ``Recovery._seek_offsets``: start over, not crash, when a rebalance has begun."""
-    original = Recovery._seek_offsets
-    if getattr(original, _RECOVERY_MARK, False):
-        return
+    def build(original: Callable[..., Any]) -> Callable[..., Any]:
+        async def _seek_offsets(self: Recovery, consumer: Any, tps: set[TP], offsets: Any,
+                                title: str) -> None:
+            if self.signal_recovery_start.is_set():
+                log.info("a rebalance began during the %s recovery: starting over", title)
+                raise RebalanceAgain()
+            await original(self, consumer, tps, offsets, title)
+        return _seek_offsets
 
-    @functools.wraps(original)  # __wrapped__: faust's own, unpatched
-    async def _seek_offsets(self: Recovery, consumer: Any, tps: set[TP], offsets: Any,
-                            title: str) -> None:
-        if self.signal_recovery_start.is_set():
-            log.info("a rebalance began during the %s recovery: starting over", title)
-            raise RebalanceAgain()
-        await original(self, consumer, tps, offsets, title)
-
-    setattr(_seek_offsets, _RECOVERY_MARK, True)
-    Recovery._seek_offsets = _seek_offsets  # type: ignore[method-assign]
+    _patch(Recovery, "_seek_offsets", build)

@@ -346,6 +346,9 @@ async def test_a_seek_cut_by_a_rebalance_marks_nothing() -> None:
     consumer.rebalance_during_seek = True
     await Consumer.perform_seek(consumer)  # type: ignore[arg-type]
     assert faust_fixes.sought_partitions(consumer) == set()
+    consumer.rebalance_during_seek = False  # the next recovery's seek, in its own generation
+    await Consumer.perform_seek(consumer)  # type: ignore[arg-type]
+    assert faust_fixes.sought_partitions(consumer) == {EVENTS}
 
 
 async def test_a_revocation_and_an_assignment_unmark_everything() -> None:

@@ -51,6 +51,9 @@ def run(args: argparse.Namespace) -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_signal)
+    # Ctrl-C must stop the suite even when started from a shell that ignores SIGINT for its
+    # background jobs (``make test &``, nohup): Python keeps an inherited "ignore" as it is.
+    signal.signal(signal.SIGINT, on_signal)
     broker = None
     children: list[Child] = []
     try:

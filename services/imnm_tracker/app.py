@@ -176,7 +176,7 @@ def faust_settings(options: TrackerOptions, partitions: int) -> dict[str, Any]:
         # core while recovering). One-off runs, 3,000 patients after a year, LZ4 values: ready
         # after a memory:// restart in 23.7 s at 384 KiB per partition fetch, 12.2-13.1 s at
         # faust's 1 MiB default, 7.9-8.4 s at 4 MiB. `make bench`, 5,000 patients: 15.8 s at
-        # 1 MiB, 8.9 s at 4 MiB, for more worker RSS (223 -> 251 MiB). README "Recovery".
+        # 1 MiB, 8.9 s at 4 MiB, for more worker RSS (223 -> 251 MiB). docs/tracker.md "Recovery".
         "consumer_max_fetch_size": MAX_FETCH_BYTES_PER_PARTITION,
         # A batch's state writes go out as one produce batch per changelog partition
         # (imnm_tracker.changelog); at the 16 KiB default they would be split every ~10.

@@ -28,7 +28,7 @@ between the end of a rebalance's recovery and its seek, checked against stale re
 committed as a gap (:mod:`imnm_tracker.faust_fixes`, workaround 3); a fetcher that hands records
 off faster delivers more of them in that window. With that workaround, ``python -m
 bench.rebalance_loss`` (workers joining, leaving and dying during a backlog) lost no event with
-the fast path either (README "Events lost at the end of a rebalance").
+the fast path either (docs/tracker.md "Events lost at the end of a rebalance").
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Three workarounds for faust-streaming 0.15.3, installed together by :func:`install` (with
+"""Four workarounds for faust-streaming 0.15.3, installed together by :func:`install` (with
 the fast path of :mod:`imnm_tracker.faust_delivery`, which is written for the same version).
 
 1. Offset commits that stall after a restart.

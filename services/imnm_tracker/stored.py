@@ -14,7 +14,7 @@ Why LZ4: the state is mostly repeated ids, statuses and dose texts, so it compre
 (`make bench`, 5,000 patients after a year: 4.1 KB -> 1.55 KB mean, 7.0 KB -> 2.5 KB largest),
 which is what the changelog topic, RocksDB and recovery read back. Encoding is on the tracker's
 hot path: LZ4 adds ~7 us to the ~40 us JSON encoding; zlib and zstd compress a little further
-for 2-7x that (one-off measurements, README "Performance").
+for 2-7x that (one-off measurements, docs/performance.md).
 
 ``imnm-state/1`` values (uncompressed, written before LZ4) are still read, so a changelog written
 by an earlier version recovers; each is rewritten as /2 the next time its patient changes.

@@ -36,7 +36,7 @@ def changelog_configs(segment_seconds: float) -> dict[str, str]:
     never touches a partition's newest segment, which by Kafka's defaults rolls at 1 GiB or after
     7 days: up to a week of state writes, every one read again. Rolling at least every
     ``segment_seconds`` lets the log cleaner reduce everything older to one record per patient.
-    README "Recovery" has the measurements.
+    docs/tracker.md "Recovery" has the measurements.
     """
     return {"cleanup.policy": "compact", "segment.ms": str(round(segment_seconds * 1000))}
 

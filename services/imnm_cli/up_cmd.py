@@ -1,8 +1,8 @@
 """``imnm up``: the whole suite in one command, on embedded defaults.
 
 Starts the local Kafka broker (unless ``IMNM_KAFKA_BOOTSTRAP`` names one), creates the topics,
-runs the tracker (and the console, once installed) as child processes, optionally a demo event
-source, prints where everything listens, and stops all of it on Ctrl-C.
+runs the tracker as a child process (the pharmacy console is not written yet), optionally a
+demo event source, prints where everything listens, and stops all of it on Ctrl-C.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import importlib.util
 import logging
 import os
 import signal
@@ -28,7 +27,7 @@ LOG_DIR = Path(".imnm-data") / "logs"
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    parser = commands.add_parser("up", help="start broker, topics, tracker, console (+ demo)")
+    parser = commands.add_parser("up", help="start broker, topics, tracker (+ demo)")
     parser.add_argument("--demo", action="store_true",
                         help="publish a synthetic stream of IMNM patients")
     parser.add_argument("--demo-patients", type=int, default=60)
@@ -70,11 +69,6 @@ def run(args: argparse.Namespace) -> int:
             "tracker", [sys.executable, "-m", "imnm_cli.main", "tracker"], env,
             f"metrics http://127.0.0.1:{settings.tracker_metrics_port}/metrics",
         ))
-        if importlib.util.find_spec("imnm_console") is not None:
-            children.append(_spawn(
-                "console", [sys.executable, "-m", "imnm_cli.main", "console"], env,
-                f"http://{settings.console_host}:{settings.console_port}",
-            ))
         _print_endpoints(bootstrap, settings, children, broker.pid if broker else None)
         asyncio.run(_supervise(bootstrap, settings, children,
                                args.demo_patients if args.demo else None))

@@ -136,18 +136,20 @@ async def churn_round(bootstrap: str, lines: list[bytes], workdir: Path, tag: st
             if step.action == "join":
                 workers[step.worker] = cluster.start_worker(step.worker)
             elif (leaving := workers.pop(step.worker, None)) is None:
-                pass  # it crashed before its turn (noted above)
+                continue  # it crashed before its turn (noted above)
             elif step.action == "stop":
                 leaving.stop()
             else:
                 leaving.kill()
+        stuck = ""
         try:
             await cluster.wait_caught_up(timeout=settle_timeout)
         except AssertionError as error:
-            note_crashes(workers, result)
-            result.outcome, result.detail = "stuck", str(error)
-            return result
+            stuck = str(error)
         note_crashes(workers, result)
+        if stuck:
+            result.outcome, result.detail = "stuck", stuck
+            return result
         for worker in workers.values():
             if worker.stop() != 0:  # graceful: its last states are in the changelog
                 raise RuntimeError(f"worker {worker.name} did not stop cleanly:\n"
@@ -186,8 +188,8 @@ def run(rounds: int, patients: int, steps: int, seed: int, workdir: Path,
                                              f"r{number}-s{seed + number}", seed + number,
                                              steps, settle_timeout=settle_timeout))
             results.append(result)
-            crashed = f", crashed: {', '.join(result.crashed_workers)}" * bool(
-                result.crashed_workers)
+            crashed = (f", crashed: {', '.join(result.crashed_workers)}"
+                       if result.crashed_workers else "")
             print(f"round {number + 1}/{rounds} seed {result.seed}: {result.outcome}, "
                   f"{result.lost_events} events lost, {result.seconds} s{crashed}",
                   file=sys.stderr, flush=True)

@@ -189,7 +189,7 @@ def install() -> bool:
     _install_flow_gated_fetch()
     _install_seek_marks()
     _install_recovery_seek_guard()
-    faust_delivery.install()
+    _patch(Consumer, "wait_first", faust_delivery.inline_handoff)
     return True
 
 

@@ -50,7 +50,6 @@ def test_up_demo_brings_up_the_suite_and_alerts_flow(tmp_path: Path) -> None:
         "IMNM_TRACKER_TIMER_INTERVAL_SECONDS": "2",
         "IMNM_TRACKER_APP_ID": f"imnm-e2e-{os.getpid()}",
         "IMNM_TOPIC_PARTITIONS": "3",
-        "IMNM_CONSOLE_PORT": str(free_port()),
     }
     up = subprocess.Popen(
         [sys.executable, "-m", "imnm_cli.main", "up", "--demo", "--demo-patients", "20"],

@@ -163,5 +163,5 @@ def test_installed_once_with_the_faust_fixes() -> None:
     assert faust_fixes.install()
     installed = Consumer.wait_first
     assert getattr(installed, "__wrapped__", None) is MODE_WAIT_FIRST
-    faust_delivery.install()
+    assert faust_fixes.install()
     assert Consumer.wait_first is installed  # not wrapped twice

@@ -26,7 +26,7 @@ test: setup
 	$(PY) -m pytest
 
 test-unit: $(STAMP)
-	$(PY) -m pytest tests/unit
+	$(PY) -m pytest tests/unit -m "not integration"
 
 test-integration: setup
 	$(PY) -m pytest tests/integration tests/e2e

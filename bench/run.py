@@ -50,6 +50,32 @@ def replay_benchmark(patients: int, runs: int, workdir: Path) -> dict[str, Any]:
     }
 
 
+def console_benchmark(patients: int, runs: int, workdir: Path) -> dict[str, Any]:
+    path = workdir / f"stream-{patients}.jsonl"
+    if not path.exists():
+        with path.open("w") as out:
+            for line in generate_lines(StreamSpec(patients=patients, seed=2025)):
+                out.write(line + "\n")
+    done = [run_json(["-m", "bench.console_step", str(path)]) for _ in range(runs)]
+    last = done[-1]
+    return {
+        "transitions": last["transitions"],
+        "alerts": last["alerts"],
+        "open_alerts": last["open_alerts"],
+        "ingest_transitions_per_second": median(
+            [r["ingest_transitions_per_second"] for r in done]),
+        "redelivery_transitions_per_second": median(
+            [r["redelivery_transitions_per_second"] for r in done]),
+        "pages": {
+            page: {q: median([r["pages"][page][q] for r in done]) for q in ("p50_ms", "p99_ms")}
+            for page in last["pages"]
+        },
+        "page_requests": last["page_requests"],
+        "runs": runs,
+        "raw": done,
+    }
+
+
 LONG_TERM_YEARS = 5
 LONG_TERM_RENEW_EVERY_DAYS = 90.0
 
@@ -105,8 +131,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--patients", type=int, default=5000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--only",
-                        choices=("replay", "long-term", "pipeline", "throughput", "restart",
-                                 "latency", "all"),
+                        choices=("replay", "long-term", "console", "pipeline", "throughput",
+                                 "restart", "latency", "all"),
                         default="all")
     parser.add_argument("--long-term-patients", type=int, default=1000,
                         help="patients in the five-year stream (default 1,000)")
@@ -123,6 +149,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.only in ("long-term", "all"):
             results["long_term"] = long_term_benchmark(
                 args.long_term_patients, args.runs, Path(tmp), args.long_term_tracker_patients)
+        if args.only in ("console", "all"):
+            results["console"] = console_benchmark(args.patients, args.runs, Path(tmp))
         if args.only in ("pipeline", "all"):
             try:
                 from bench.pipeline import pipeline_benchmark
@@ -196,6 +224,18 @@ def _print(results: dict[str, Any]) -> None:
             print(f"  {'tracker, 1 worker, ' + format(tracker['patients'], ',') + ' patients':<40} "
                   f"settled {tracker['settled_events_per_second']:,} events/s, kept "
                   f"{tracker['kept_events_per_second']:,} ({tracker['events']:,} events)")
+    console = results.get("console")
+    if console:
+        print(f"\nconsole: {console['transitions']:,} transitions of the replay ("
+              f"{console['alerts']:,} alerts, {console['open_alerts']:,} open), SQLite, "
+              f"median of {console['runs']} runs")
+        print(f"  {'into the store (batches of 500)':<40} "
+              f"{console['ingest_transitions_per_second']:,} transitions/s")
+        print(f"  {'the same again (all duplicates)':<40} "
+              f"{console['redelivery_transitions_per_second']:,} transitions/s")
+        for page, t in console["pages"].items():
+            print(f"  {page + ' (in-process), p50 / p99':<40} "
+                  f"{t['p50_ms']} / {t['p99_ms']} ms")
     for section in ("pipeline", "throughput", "restart", "latency"):
         for label, value in results.get(section, {}).get("table", []):
             print(f"  {label:<40} {value}")

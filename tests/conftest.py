@@ -22,6 +22,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "kafka_bootstrap" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.integration)
+        if "postgres_server" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.integration)
 
 
 @pytest.fixture(scope="session")
@@ -72,3 +74,70 @@ def tracker_cluster(
         yield cluster
     finally:
         cluster.close()
+
+
+# --------------------------------------------------------------------------- PostgreSQL
+import glob  # noqa: E402 - appended section
+import shutil  # noqa: E402
+import socket  # noqa: E402
+import subprocess  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+
+
+def _postgres_bin() -> Path:
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    if not found:
+        pytest.fail("PostgreSQL server binaries not found (/usr/lib/postgresql/*/bin): install "
+                    "Debian's postgresql (.ci/run does) or set IMNM_TEST_POSTGRES_URL")
+    return Path(found[-1]).parent
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """``postgresql+psycopg://...`` of a real PostgreSQL server (a throwaway cluster started
+    here, trust auth on loopback), or the one named by ``IMNM_TEST_POSTGRES_URL``."""
+    external = os.environ.get("IMNM_TEST_POSTGRES_URL", "").strip()
+    if external:
+        yield external
+        return
+    bin_dir = _postgres_bin()
+    root = os.geteuid() == 0
+    run_as = ["runuser", "-u", "postgres", "--"] if root else []  # postgres refuses root
+    data = Path(tempfile.mkdtemp(prefix="imnm-pg-"))
+    if root:
+        shutil.chown(data, "postgres", "postgres")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    subprocess.run([*run_as, str(bin_dir / "initdb"), "-D", str(data / "db"), "-U", "postgres",
+                    "--auth=trust", "-E", "UTF8"], check=True, capture_output=True)
+    server = subprocess.Popen(
+        [*run_as, str(bin_dir / "postgres"), "-D", str(data / "db"), "-p", str(port),
+         "-k", str(data), "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while subprocess.run([str(bin_dir / "pg_isready"), "-h", "127.0.0.1", "-p", str(port)],
+                             capture_output=True, check=False).returncode != 0:
+            if time.monotonic() > deadline or server.poll() is not None:
+                raise RuntimeError("the test PostgreSQL server did not start")
+            time.sleep(0.2)
+        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}"
+    finally:
+        server.terminate()
+        server.wait(30)
+        shutil.rmtree(data, ignore_errors=True)
+
+
+@pytest.fixture
+def postgres_database(postgres_server: str) -> str:
+    """URL of a new, empty database on the test server (one per test)."""
+    import psycopg
+
+    name = f"t_{uuid.uuid4().hex[:16]}"
+    dsn = postgres_server.replace("postgresql+psycopg://", "postgresql://") + "/postgres"
+    with psycopg.connect(dsn, autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    return f"{postgres_server}/{name}"

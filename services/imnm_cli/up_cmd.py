@@ -1,8 +1,8 @@
 """``imnm up``: the whole suite in one command, on embedded defaults.
 
 Starts the local Kafka broker (unless ``IMNM_KAFKA_BOOTSTRAP`` names one), creates the topics,
-runs the tracker as a child process (the pharmacy console is not written yet), optionally a
-demo event source, prints where everything listens, and stops all of it on Ctrl-C.
+runs the tracker and the pharmacy alert console as child processes, optionally a demo event
+source, prints where everything listens, and stops all of it on Ctrl-C.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ LOG_DIR = Path(".imnm-data") / "logs"
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    parser = commands.add_parser("up", help="start broker, topics, tracker (+ demo)")
+    parser = commands.add_parser("up", help="start broker, topics, tracker, console (+ demo)")
     parser.add_argument("--demo", action="store_true",
                         help="publish a synthetic stream of IMNM patients")
     parser.add_argument("--demo-patients", type=int, default=60)
@@ -65,9 +65,16 @@ def run(args: argparse.Namespace) -> int:
             bootstrap = broker.bootstrap
         asyncio.run(_create_topics(bootstrap, settings))
         env = {**os.environ, "IMNM_KAFKA_BOOTSTRAP": bootstrap}
+        if broker is not None and "IMNM_DATABASE_URL" not in os.environ:
+            env["IMNM_DATABASE_URL"] = _fresh_console_store()
         children.append(_spawn(
             "tracker", [sys.executable, "-m", "imnm_cli.main", "tracker"], env,
             f"metrics http://127.0.0.1:{settings.tracker_metrics_port}/metrics",
+        ))
+        console = f"http://{settings.console_host}:{settings.console_port}"
+        children.append(_spawn(
+            "console", [sys.executable, "-m", "imnm_cli.main", "console"], env,
+            f"worklist {console}/  metrics {console}/metrics",
         ))
         _print_endpoints(bootstrap, settings, children, broker.pid if broker else None)
         asyncio.run(_supervise(bootstrap, settings, children,
@@ -93,6 +100,16 @@ async def _create_topics(bootstrap: str, settings: Settings) -> None:
     print(f"topics: {report.summary()}", flush=True)
 
 
+def _fresh_console_store() -> str:
+    """The embedded broker starts empty every time, so the console's store does too: kept
+    across runs it would show the last run's open alerts, whose resolutions can never arrive."""
+    LOG_DIR.parent.mkdir(parents=True, exist_ok=True)
+    path = LOG_DIR.parent / "console.db"
+    for leftover in (path, path.with_name("console.db-wal"), path.with_name("console.db-shm")):
+        leftover.unlink(missing_ok=True)
+    return f"sqlite:///{path}"
+
+
 def _spawn(name: str, argv: list[str], env: dict[str, str], where: str) -> Child:
     # Service logs go to files so the terminal shows what a user came for: the alerts.
     LOG_DIR.mkdir(parents=True, exist_ok=True)
@@ -109,7 +126,8 @@ def _print_endpoints(bootstrap: str, settings: Settings, children: list[Child],
     print("\nimnm-safety is up", flush=True)
     embedded = f" (embedded local broker, pid {broker_pid})" if broker_pid else ""
     print(f"  kafka      {bootstrap}{embedded}")
-    print(f"  topics     in {t.events}  out {t.alerts}  dead letters {t.deadletter}")
+    print(f"  topics     in {t.events}  out {t.alerts}  actions {t.alert_actions}  "
+          f"dead letters {t.deadletter}")
     for child in children:
         print(f"  {child.name:<10} pid {child.process.pid}  {child.where}")
     print("  also       imnm tail (alert.v1 JSON), imnm tail --dead-letters")

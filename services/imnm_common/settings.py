@@ -47,6 +47,7 @@ class Settings(BaseSettings):
     database_url: str = "sqlite:///./imnm-console.db"
     console_host: str = "127.0.0.1"
     console_port: int = Field(default=8080, ge=1, le=65535)
+    console_group_id: str = "imnm-console"
 
     tracker_app_id: str = "imnm-tracker"
     tracker_metrics_port: int = Field(default=9108, ge=1, le=65535)

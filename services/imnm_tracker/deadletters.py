@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from imnm_common.contracts.deadletter import DeadLetter
+from imnm_common.contracts.deadletter import DeadLetter, payload_field
 from imnm_tracker.records import SourceRecord
 
 SERVICE = "imnm-tracker"
@@ -27,7 +26,7 @@ def dead_letter(
     now: Callable[[], datetime] = utc_now,
 ) -> DeadLetter:
     """The rejected message with where it came from; ``rejected_at`` is wall-clock time."""
-    payload, encoding = _payload(record.value)
+    payload, encoding = payload_field(record.value)
     return DeadLetter(
         reason=reason,
         reason_code=reason_code,
@@ -41,12 +40,3 @@ def dead_letter(
         service=SERVICE,
     )
 
-
-def _payload(value: bytes | None) -> tuple[str, str]:
-    if value is None:
-        return "", "utf-8"
-    try:
-        return value.decode("utf-8"), "utf-8"
-    except UnicodeDecodeError:
-        # Not text: keep it byte for byte so the integration team sees what was sent.
-        return base64.b64encode(value).decode("ascii"), "base64"

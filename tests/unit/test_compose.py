@@ -16,7 +16,7 @@ from imnm_tracker.options import TrackerTuning
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
-APP_SERVICES = ("tracker",)  # the console joins when it is built
+APP_SERVICES = ("tracker", "console")
 
 
 @pytest.fixture(scope="module")
@@ -66,6 +66,8 @@ def test_expected_services(compose: dict[str, Any]) -> None:
     assert services["kafka"]["image"] == "apache/kafka:4.1.2"
     assert services["postgres"]["image"] == "postgres:16"
     assert services["tracker"]["command"] in (["imnm", "tracker"], "imnm tracker")
+    assert services["console"]["command"] in (["imnm", "console"], "imnm console")
+    assert services["console"]["ports"] == ["8080:8080"]
 
 
 def test_every_app_command_is_a_real_imnm_command(compose: dict[str, Any]) -> None:
@@ -87,7 +89,7 @@ def test_app_services_build_from_the_dockerfile(compose: dict[str, Any]) -> None
         assert dockerfile == ROOT / "deploy" / "Dockerfile"
         text = dockerfile.read_text()
         assert "FROM python:3.11-slim" in text
-        assert "pip install ." in text
+        assert 'pip install ".[postgres]"' in text  # the driver of IMNM_DATABASE_URL
 
 
 def test_every_imnm_var_is_a_settings_field(

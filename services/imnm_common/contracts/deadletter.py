@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
@@ -26,3 +27,14 @@ class DeadLetter(BaseModel):
     offset: int = Field(ge=0)
     rejected_at: AwareDatetime = Field(description="Wall-clock time of the rejection.")
     service: str = Field(default="imnm-tracker")
+
+
+def payload_field(value: bytes | None) -> tuple[str, Literal["utf-8", "base64"]]:
+    """``payload`` and ``payload_encoding`` for a rejected message value."""
+    if value is None:
+        return "", "utf-8"
+    try:
+        return value.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        # Not text: keep it byte for byte so the integration team sees what was sent.
+        return base64.b64encode(value).decode("ascii"), "base64"

@@ -87,6 +87,9 @@ def asyncapi_document() -> dict[str, Any]:
                                       "Hospital integrations publish canonical events.")
     operations["publishAlerts"] = _op("send", "alerts", "AlertTransition",
                                       "The tracker publishes alert transitions.")
+    operations["consumeAlerts"] = _op("receive", "alerts", "AlertTransition",
+                                      "The pharmacy console (and hospital subscribers) consume "
+                                      "alert transitions.")
     operations["publishAlertActions"] = _op("send", "alertActions", "AlertAction",
                                             "The console publishes pharmacist actions.")
     operations["publishDeadLetters"] = _op("send", "deadletter", "DeadLetter",

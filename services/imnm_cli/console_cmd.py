@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import signal
 import sys
 
-from imnm_common.settings import get_settings
+from imnm_cli.service_start import service_settings
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -19,13 +18,8 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    settings = get_settings()
-    logging.basicConfig(level=settings.log_level,
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    logging.getLogger("aiokafka").setLevel(logging.WARNING)
-    if not settings.kafka_bootstrap:
-        print("imnm console: set IMNM_KAFKA_BOOTSTRAP to the broker's host:port "
-              "(or run `imnm up`, which starts a local broker and the console)", file=sys.stderr)
+    settings = service_settings("console", "the console")
+    if settings is None:
         return 2
     from imnm_console.entrypoints.process import FeedFailed, serve
 

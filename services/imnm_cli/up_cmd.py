@@ -1,8 +1,9 @@
 """``imnm up``: the whole suite in one command, on embedded defaults.
 
 Starts the local Kafka broker (unless ``IMNM_KAFKA_BOOTSTRAP`` names one), creates the topics,
-runs the tracker and the pharmacy alert console as child processes, optionally a demo event
-source, prints where everything listens, and stops all of it on Ctrl-C.
+runs the tracker, the HL7 v2 / FHIR ingest service and the pharmacy alert console as child
+processes, optionally a demo event source, prints where everything listens, and stops all of it
+on Ctrl-C.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ LOG_DIR = Path(".imnm-data") / "logs"
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    parser = commands.add_parser("up", help="start broker, topics, tracker, console (+ demo)")
+    parser = commands.add_parser(
+        "up", help="start broker, topics, tracker, ingest, console (+ demo)")
     parser.add_argument("--demo", action="store_true",
                         help="publish a synthetic stream of IMNM patients")
     parser.add_argument("--demo-patients", type=int, default=60)
@@ -70,6 +72,10 @@ def run(args: argparse.Namespace) -> int:
         children.append(_spawn(
             "tracker", [sys.executable, "-m", "imnm_cli.main", "tracker"], env,
             f"metrics http://127.0.0.1:{settings.tracker_metrics_port}/metrics",
+        ))
+        children.append(_spawn(
+            "ingest", [sys.executable, "-m", "imnm_cli.main", "ingest"], env,
+            f"HL7 v2 / FHIR in, metrics http://127.0.0.1:{settings.ingest_metrics_port}/metrics",
         ))
         console = f"http://{settings.console_host}:{settings.console_port}"
         children.append(_spawn(
@@ -128,9 +134,11 @@ def _print_endpoints(bootstrap: str, settings: Settings, children: list[Child],
     print(f"  kafka      {bootstrap}{embedded}")
     print(f"  topics     in {t.events}  out {t.alerts}  actions {t.alert_actions}  "
           f"dead letters {t.deadletter}")
+    print(f"             raw in {t.raw_hl7v2} (HL7 v2), {t.raw_fhir} (FHIR)")
     for child in children:
         print(f"  {child.name:<10} pid {child.process.pid}  {child.where}")
-    print("  also       imnm tail (alert.v1 JSON), imnm tail --dead-letters")
+    print("  also       imnm tail (alert.v1 JSON), imnm tail --dead-letters, "
+          "imnm send-raw --hl7v2 FILE | --fhir FILE")
     print("Alert transitions follow as they arrive. Press Ctrl-C to stop.\n", flush=True)
 
 

@@ -49,6 +49,11 @@ class Settings(BaseSettings):
     console_port: int = Field(default=8080, ge=1, le=65535)
     console_group_id: str = "imnm-console"
 
+    ingest_group_id: str = "imnm-ingest"
+    ingest_metrics_port: int = Field(default=9109, ge=1, le=65535)
+    # HL7 v2 timestamps often carry no UTC offset: they are read in the site's time zone.
+    ingest_hl7_timezone: str = "UTC"
+
     tracker_app_id: str = "imnm-tracker"
     tracker_metrics_port: int = Field(default=9108, ge=1, le=65535)
     tracker_timer_interval_seconds: float = Field(default=60.0, gt=0)

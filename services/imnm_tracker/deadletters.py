@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from imnm_common.contracts.deadletter import DeadLetter, payload_field
+from imnm_common.contracts.deadletter import DeadLetter, rejected_message
 from imnm_tracker.records import SourceRecord
 
 SERVICE = "imnm-tracker"
@@ -26,17 +26,9 @@ def dead_letter(
     now: Callable[[], datetime] = utc_now,
 ) -> DeadLetter:
     """The rejected message with where it came from; ``rejected_at`` is wall-clock time."""
-    payload, encoding = payload_field(record.value)
-    return DeadLetter(
-        reason=reason,
-        reason_code=reason_code,
-        payload=payload,
-        payload_encoding=encoding,
-        key=None if record.key is None else record.key.decode("utf-8", errors="replace"),
-        topic=record.topic,
-        partition=record.partition,
-        offset=record.offset,
+    return rejected_message(
+        value=record.value, key=record.key, topic=record.topic, partition=record.partition,
+        offset=record.offset, reason=reason, reason_code=reason_code, service=SERVICE,
         rejected_at=now(),
-        service=SERVICE,
     )
 

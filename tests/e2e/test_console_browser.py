@@ -89,6 +89,7 @@ def test_pharmacist_works_an_alert_in_the_browser(tmp_path: Path, browser: Brows
     console = f"http://127.0.0.1:{console_port}"
     env = suite_env(
         console_port=str(console_port), tracker_metrics_port=str(free_port()),
+        ingest_metrics_port=str(free_port()),
         tracker_data_dir=str(tmp_path / "tracker"), tracker_timer_interval_seconds="2",
         tracker_app_id=f"imnm-e2e-console-{os.getpid()}", topic_partitions="3",
     )

@@ -44,6 +44,7 @@ def test_up_demo_brings_up_the_suite_and_alerts_flow(tmp_path: Path) -> None:
         tracker_metrics_port=str(metrics_port), tracker_data_dir=str(tmp_path / "tracker"),
         tracker_timer_interval_seconds="2", tracker_app_id=f"imnm-e2e-{os.getpid()}",
         topic_partitions="3", console_port=str(free_port()),
+        ingest_metrics_port=str(free_port()),
     )
     suite = RunningSuite(tmp_path, env, "--demo", "--demo-patients", "20")
     try:

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
+from topic_reading import read_topic
 
 from imnm_common.contracts.alerts import AlertTransition
 from imnm_common.kafka.topics import create_topics
@@ -138,24 +139,6 @@ async def publish(bootstrap: str, topic: str, messages: list[tuple[bytes, bytes]
         await producer.stop()
 
 
-async def read_all(bootstrap: str, topic: str, want: int, timeout: float = 30) -> list:
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None,
-                                auto_offset_reset="earliest", enable_auto_commit=False)
-    await consumer.start()
-    records: list = []
-    try:
-        deadline = time.monotonic() + timeout
-        while len(records) < want and time.monotonic() < deadline:
-            for part in (await consumer.getmany(timeout_ms=500)).values():
-                records.extend(part)
-        # and nothing more than that arrives
-        for part in (await consumer.getmany(timeout_ms=1500)).values():
-            records.extend(part)
-    finally:
-        await consumer.stop()
-    return records
-
-
 def messages_of(transitions: list[AlertTransition]) -> list[tuple[bytes, bytes]]:
     return [(t.patient_id.encode(), t.model_dump_json().encode()) for t in transitions]
 
@@ -191,7 +174,7 @@ def test_console_projects_the_engines_alerts_and_dead_letters_the_rest(
     _, needing = console.get("/api/alerts?state=needs_action&limit=500")
     assert needing["total"] == still_open
 
-    dead = asyncio.run(read_all(kafka_bootstrap, console.topics["deadletter"], want=2))
+    dead = asyncio.run(read_topic(kafka_bootstrap, console.topics["deadletter"], want=2))
     letters = [orjson.loads(r.value) for r in dead]
     assert [(d["reason_code"], d["service"], d["key"]) for d in letters] == [
         ("bad_json", "imnm-console", "P-bad"), ("schema_violation", "imnm-console", "P-bad")
@@ -242,7 +225,8 @@ def test_actions_are_published_once_keyed_by_patient(console: Console, kafka_boo
     status, missing = console.post("/api/alerts/al-nope/actions", {**body, "action_id": "x"})
     assert status == 404 and "al-nope" in missing["detail"]
 
-    published = asyncio.run(read_all(kafka_bootstrap, console.topics["alert_actions"], want=1))
+    published = asyncio.run(
+        read_topic(kafka_bootstrap, console.topics["alert_actions"], want=1))
     assert [(r.key.decode(), orjson.loads(r.value)) for r in published] == [
         (open_one.patient_id, action)
     ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from datetime import datetime
 from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
@@ -38,3 +39,25 @@ def payload_field(value: bytes | None) -> tuple[str, Literal["utf-8", "base64"]]
     except UnicodeDecodeError:
         # Not text: keep it byte for byte so the integration team sees what was sent.
         return base64.b64encode(value).decode("ascii"), "base64"
+
+
+def rejected_message(
+    *,
+    value: bytes | None,
+    key: bytes | None,
+    topic: str,
+    partition: int,
+    offset: int,
+    reason: str,
+    reason_code: str,
+    service: str,
+    rejected_at: datetime,
+) -> DeadLetter:
+    """The dead letter of one consumed message: its bytes, its key and where it was read."""
+    payload, encoding = payload_field(value)
+    return DeadLetter(
+        reason=reason, reason_code=reason_code, payload=payload, payload_encoding=encoding,
+        key=None if key is None else bytes(key).decode("utf-8", errors="replace"),
+        topic=topic, partition=partition, offset=offset, rejected_at=rejected_at,
+        service=service,
+    )

@@ -67,9 +67,11 @@ def asyncapi_document() -> dict[str, Any]:
         "deadletter": (topics.deadletter, "Rejected input with reason and source coordinates.",
                        message("DeadLetter", "deadletter.v1", "./deadletter.v1.json",
                                "application/json")),
-        "rawHl7v2": (topics.raw_hl7v2, "Raw HL7 v2 messages (ER7) to be converted to events.v1.",
+        "rawHl7v2": (topics.raw_hl7v2,
+                     "Raw HL7 v2 messages (ER7), converted to events.v1 by imnm ingest.",
                      message("RawHl7v2", "raw HL7 v2", None, "x-application/hl7-v2+er7")),
-        "rawFhir": (topics.raw_fhir, "Raw FHIR R4 resources (JSON) to be converted to events.v1.",
+        "rawFhir": (topics.raw_fhir, "Raw FHIR R4 resources or Bundles (JSON), converted to "
+                    "events.v1 by imnm ingest.",
                     message("RawFhir", "raw FHIR", None, "application/fhir+json")),
     }
     doc_channels: dict[str, Any] = {}
@@ -84,7 +86,8 @@ def asyncapi_document() -> dict[str, Any]:
     operations["consumeEvents"] = _op("receive", "events", "CanonicalEvent",
                                       "The tracker consumes canonical events.")
     operations["publishEvents"] = _op("send", "events", "CanonicalEvent",
-                                      "Hospital integrations publish canonical events.")
+                                      "Hospital integrations and imnm ingest publish canonical "
+                                      "events.")
     operations["publishAlerts"] = _op("send", "alerts", "AlertTransition",
                                       "The tracker publishes alert transitions.")
     operations["consumeAlerts"] = _op("receive", "alerts", "AlertTransition",
@@ -96,6 +99,10 @@ def asyncapi_document() -> dict[str, Any]:
                                            "Services publish rejected input.")
     operations["publishRawHl7v2"] = _op("send", "rawHl7v2", "RawHl7v2",
                                         "Interface engines publish raw HL7 v2.")
+    operations["consumeRawHl7v2"] = _op("receive", "rawHl7v2", "RawHl7v2",
+                                        "imnm ingest converts raw HL7 v2 into events.")
+    operations["consumeRawFhir"] = _op("receive", "rawFhir", "RawFhir",
+                                       "imnm ingest converts raw FHIR into events.")
     operations["publishRawFhir"] = _op("send", "rawFhir", "RawFhir",
                                        "FHIR subscriptions publish raw resources.")
     return {

@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from imnm_common.contracts.actions import AlertAction
 from imnm_common.contracts.alerts import AlertTransition
-from imnm_common.contracts.deadletter import DeadLetter, payload_field
+from imnm_common.contracts.deadletter import DeadLetter, rejected_message
 from imnm_console.adapters.store import AlertStore, Received
 from imnm_console.metrics import ConsoleMetrics
 
@@ -59,12 +59,10 @@ def parse_transition(record: ConsumerRecord, now: datetime) -> AlertTransition |
         else:
             where = ".".join(str(part) for part in first["loc"]) or "message"
             code, reason = "schema_violation", f"{where}: {first['msg']}"
-    payload, encoding = payload_field(record.value)
-    return DeadLetter(
-        reason=reason, reason_code=code, payload=payload, payload_encoding=encoding,
-        key=None if record.key is None else bytes(record.key).decode("utf-8", "replace"),
-        topic=record.topic, partition=record.partition, offset=record.offset,
-        rejected_at=now, service=SERVICE,
+    return rejected_message(
+        value=record.value, key=record.key, topic=record.topic, partition=record.partition,
+        offset=record.offset, reason=reason, reason_code=code, service=SERVICE,
+        rejected_at=now,
     )
 
 

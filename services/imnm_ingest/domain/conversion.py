@@ -1,0 +1,48 @@
+"""What every converter shares: the rejection it raises and the last step, validation.
+
+A converter builds plain events.v1 objects and hands them to :func:`canonical`, which validates
+them with exactly the rules the tracker applies to events.v1 input; a converted event that would
+be dead-lettered by the tracker is rejected here instead, with the source message's coordinates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from imnm_common.contracts.events import CanonicalEvent, EventRejected, parse_event_object
+
+
+class ConversionRejected(ValueError):
+    """A raw message that cannot become events.v1; ``reason`` names the segment/field or the
+    FHIR element (``OBX-3: ...``, ``Observation.subject: ...``); ``code`` is a short,
+    label-safe category for metrics."""
+
+    def __init__(self, reason: str, code: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.code = code
+
+
+# Codes a converter uses (the metrics label of a rejection):
+NOT_PARSEABLE = "not_parseable"  # not HL7 ER7 / not FHIR JSON at all
+UNSUPPORTED = "unsupported_message"  # a message or resource type we do not convert
+MISSING_FIELD = "missing_field"  # a field the event needs is absent
+INVALID_FIELD = "invalid_field"  # present but unusable (bad timestamp, bad number, ...)
+INVALID_EVENT = "invalid_event"  # converted, but not a valid events.v1 event
+
+
+def canonical(objects: Iterable[dict[str, Any]], where: str = "") -> list[CanonicalEvent]:
+    """Validate converted events; the first invalid one rejects the whole message (a message
+    is converted entirely or not at all, so a correction never lands half-applied)."""
+    events: list[CanonicalEvent] = []
+    for obj in objects:
+        try:
+            events.append(parse_event_object(obj))
+        except EventRejected as rejected:
+            prefix = f"{where}: " if where else ""
+            raise ConversionRejected(
+                f"{prefix}converted event {obj.get('event_id')!r} is not valid events.v1: "
+                f"{rejected.reason}", INVALID_EVENT,
+            ) from None
+    return events

@@ -1,0 +1,616 @@
+"""HL7 v2 (ER7) -> events.v1: lab results (ORU^R01) and pharmacy orders (RDE^O11, OMP^O09,
+RDS^O13).
+
+Pure: no I/O, no clock. One raw message becomes zero or more canonical events, or is rejected
+as a whole with :class:`ConversionRejected` whose reason names the segment-field
+(``PID-3: no patient identifier``, ``OBX-14: not an HL7 timestamp '2025-13-01'``).
+
+Identity, so redelivery and corrections behave:
+
+* lab ``event_id`` ``hl7v2:{MSH-10}:{OBR-1}:{OBX-1}`` - unique per message and OBX; a redelivered
+  message is a duplicate the tracker drops;
+* lab ``result_id`` ``hl7v2:{OBR-3 filler or OBR-2 placer}:{LOINC}[:{OBX-4}]`` - the same across
+  the preliminary, final and corrected versions of one result, so a correction replaces it;
+* order ``order_id`` ORC-2 placer (else ORC-3 filler) - shared by the new order and its later
+  discontinue / hold / cancel messages; ``event_id`` ``hl7v2:{MSH-10}:{order_id}``.
+
+HL7 timestamps without an offset are read in the site's time zone (``local_tz``).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
+from typing import Any
+
+import hl7
+
+from imnm_common.contracts.events import CanonicalEvent
+from imnm_ingest.domain.conversion import (
+    INVALID_FIELD,
+    MISSING_FIELD,
+    NOT_PARSEABLE,
+    UNSUPPORTED,
+    ConversionRejected,
+    canonical,
+)
+
+LAB_MESSAGES = frozenset({"ORU^R01"})
+PHARMACY_MESSAGES = frozenset({"RDE^O11", "OMP^O09", "RDS^O13"})
+
+_LOINC_SYSTEMS = frozenset({"LN", "LOINC", "2.16.840.1.113883.6.1"})
+_RXNORM_SYSTEMS = frozenset({"RXNORM", "RXN", "2.16.840.1.113883.6.88"})
+_ATC_SYSTEMS = frozenset({"ATC", "WHO-ATC", "WHOATC", "2.16.840.1.113883.6.73"})
+_LOINC_CODE = re.compile(r"^[0-9]{1,7}-[0-9]$")
+_ATC_CODE = re.compile(r"^[A-Z](?:[0-9]{2}(?:[A-Z](?:[A-Z](?:[0-9]{2})?)?)?)?$")
+
+# OBX-2 value types.
+_NUMERIC_TYPES = frozenset({"NM"})
+_CODED_TYPES = frozenset({"CWE", "CE", "CNE", "CF"})
+_TEXT_TYPES = frozenset({"ST", "TX", "FT", "IS", "ID"})
+_MAX_VALUE_TEXT = 256  # events.v1 LabResultEvent.value_text
+
+# OBX-11 observation result status (HL7 table 0085) -> events.v1 status; None: no result here.
+_RESULT_STATUS: dict[str, str | None] = {
+    "F": "final",
+    "C": "corrected",
+    "U": "final",  # status changed to final without retransmitting the value
+    "P": "preliminary",
+    "R": "preliminary",  # results entered, not verified
+    "S": "preliminary",  # partial results
+    "I": "preliminary",  # specimen in lab, results pending
+    "X": "cancelled",  # results cannot be obtained
+    "W": "entered-in-error",  # post original as wrong
+    "D": "entered-in-error",  # deletes the OBX record
+    "N": None,  # not asked
+    "O": None,  # order detail description only, no result
+}
+
+# ORC-1 order control (HL7 table 0119) -> events.v1 status; "" means: read ORC-5.
+_ORDER_CONTROL = {
+    "NW": "active", "OK": "active", "SN": "active", "XO": "active", "XX": "active",
+    "XR": "active", "RL": "active", "OR": "active", "RP": "active",
+    "RE": "active",  # RDS^O13: a dispense (observations to follow) of an order in force
+    "DC": "stopped", "OD": "stopped", "DR": "stopped",
+    "CA": "cancelled", "OC": "cancelled", "CR": "cancelled",
+    "HD": "on-hold", "OH": "on-hold", "HR": "on-hold",
+    "SC": "",  # status changed: ORC-5 says to what
+}
+# ORC-5 order status (HL7 table 0038): these override the order control where present.
+_ORDER_STATUS_OVERRIDES = {"CM": "completed", "CA": "cancelled", "DC": "stopped", "HD": "on-hold"}
+_ORDER_STATUS_IN_PROCESS = frozenset({"IP", "SC", "A"})
+
+# HL7 table 0162 routes that are not systemic, sent as a bare code: the recogniser reads words
+# ("topical", "ophthalmic"), so the code alone would make tacrolimus ointment look systemic.
+_NON_SYSTEMIC_ROUTE_CODES = {
+    "AP": "apply externally, topical", "TP": "topical", "TD": "transdermal",
+    "OP": "ophthalmic", "IO": "intraocular, eye", "OT": "otic", "NS": "nasal",
+    "IN": "intranasal", "IH": "inhalation", "PR": "rectal", "DT": "dental",
+}
+
+_DTM = re.compile(
+    r"^(\d{4})(?:(\d{2})(?:(\d{2})(?:(\d{2})(?:(\d{2})(?:(\d{2})(?:\.(\d{1,4}))?)?)?)?)?)?"
+    r"(?:([+-])(\d{2})(\d{2}))?$",
+    re.ASCII,
+)
+_HL7_NUMBER = re.compile(r"^[+-]?(?:\d+(?:\.\d*)?|\.\d+)$", re.ASCII)
+_REFERENCE_HIGH = re.compile(
+    r"^(?:[+-]?(?:\d+(?:\.\d*)?|\.\d+)\s*(?:-|\u2013|to)\s*|<=?\s*|\u2264\s*)(\d+(?:\.\d*)?|\.\d+)$",
+    re.IGNORECASE | re.ASCII,
+)
+_REPEAT_FIXED: dict[str, tuple[int, float, str]] = {
+    "QD": (1, 1, "d"), "DAILY": (1, 1, "d"), "QDAY": (1, 1, "d"), "Q24H": (1, 1, "d"),
+    "QAM": (1, 1, "d"), "QPM": (1, 1, "d"), "QHS": (1, 1, "d"),
+    "BID": (2, 1, "d"), "TID": (3, 1, "d"), "QID": (4, 1, "d"),
+    "QOD": (1, 2, "d"),
+    "QW": (1, 1, "wk"), "QWK": (1, 1, "wk"), "WEEKLY": (1, 1, "wk"),
+    "QM": (1, 1, "mo"), "QMO": (1, 1, "mo"), "MONTHLY": (1, 1, "mo"),
+}
+# Q<n>H hours, Q<n>D days, Q<n>W / Q<n>WK weeks, Q<n>L months (HL7 table 0335), <n>ID n a day.
+_REPEAT_EVERY = re.compile(r"^Q(\d{1,4})(H|D|W|WK|L)$", re.ASCII)
+_REPEAT_TIMES_A_DAY = re.compile(r"^(\d{1,3})ID$", re.ASCII)
+_REPEAT_UNITS = {"H": "h", "D": "d", "W": "wk", "WK": "wk", "L": "mo"}
+
+
+def _short(raw: str, limit: int = 40) -> str:
+    return repr(raw if len(raw) <= limit else raw[:limit] + "...")
+
+
+class _Segment:
+    """One parsed segment; values by HL7 position (1-based), unescaped and stripped."""
+
+    __slots__ = ("name", "raw")
+
+    def __init__(self, raw: Any) -> None:
+        self.raw = raw
+        self.name = str(raw[0]).strip().upper() if len(raw) else ""
+
+    def get(self, field: int, component: int = 1, sub: int = 1, rep: int = 1) -> str:
+        try:
+            value = self.raw.extract_field(1, field, rep, component, sub)
+        except (IndexError, ValueError, TypeError, AttributeError):
+            # python-hl7 raises these when the path is deeper than the value (a leaf field
+            # asked for a subcomponent) or an escape sequence is malformed: not present.
+            return ""
+        return str(value).replace("\r", "\n").strip()
+
+    def repetitions(self, field: int) -> int:
+        if field >= len(self.raw):
+            return 0
+        value = self.raw[field]
+        if len(value) and all(isinstance(part, hl7.Repetition) for part in value):
+            return len(value)
+        return 1
+
+
+def _decode(message: bytes | str) -> str:
+    if isinstance(message, str):
+        return message
+    try:
+        return message.decode("utf-8")
+    except UnicodeDecodeError:
+        return message.decode("latin-1")  # HL7's traditional 8859/1; every byte decodes
+
+
+def _parse(message: bytes | str) -> list[_Segment]:
+    text = _decode(message)
+    text = text.replace("\r\n", "\r").replace("\n", "\r").strip("\x0b\x1c\r \t")
+    if text[:3] in ("FHS", "BHS"):
+        raise ConversionRejected(
+            f"{text[:3]}: HL7 batch files are not converted; send one message at a time",
+            UNSUPPORTED,
+        )
+    if not text.startswith("MSH"):
+        raise ConversionRejected("MSH: not an HL7 v2 message (no MSH segment first)",
+                                 NOT_PARSEABLE)
+    separator = text[3:4]
+    end = text.find(separator, 4) if separator else -1
+    encoding = text[4:end] if end >= 0 else ""
+    delimiters = separator + encoding
+    if (
+        end < 0
+        or not 4 <= len(encoding) <= 5  # v2.7+ adds the truncation character
+        or len(set(delimiters)) != len(delimiters)
+        or any(c.isalnum() or c.isspace() for c in delimiters)
+    ):
+        raise ConversionRejected(
+            f"MSH-2: unusable field separator and encoding characters {_short(text[3:12])}",
+            NOT_PARSEABLE,
+        )
+    try:
+        parsed = hl7.parse(text)
+    except Exception as error:  # the library's own failure modes are not documented
+        raise ConversionRejected(
+            f"MSH: not parseable as HL7 ER7 ({error})", NOT_PARSEABLE
+        ) from None
+    segments = [_Segment(raw) for raw in parsed]
+    if sum(1 for segment in segments if segment.name == "MSH") > 1:
+        raise ConversionRejected(
+            "MSH: more than one message in the input; send one message at a time", UNSUPPORTED
+        )
+    return segments
+
+
+def _timestamp(raw: str, field: str, local_tz: tzinfo, where: str = "") -> str:
+    """An HL7 DTM (YYYY[MM[DD[HH[MM[SS[.S+]]]]]][+/-ZZZZ]) as RFC 3339 with an offset."""
+    match = _DTM.match(raw)
+    if match is None:
+        raise ConversionRejected(
+            f"{field}: not an HL7 timestamp {_short(raw)}{where}", INVALID_FIELD
+        )
+    year, month, day, hour, minute, second, fraction, sign, off_h, off_m = match.groups()
+    try:
+        zone: tzinfo = local_tz
+        if sign is not None:
+            if int(off_m) >= 60:
+                raise ValueError("offset minutes")
+            offset = timedelta(hours=int(off_h), minutes=int(off_m))
+            zone = timezone(-offset if sign == "-" else offset)
+        at = datetime(
+            int(year), int(month or 1), int(day or 1), int(hour or 0), int(minute or 0),
+            int(second or 0), int((fraction or "0").ljust(6, "0")), tzinfo=zone,
+        )
+    except (ValueError, OverflowError):
+        raise ConversionRejected(
+            f"{field}: not an HL7 timestamp {_short(raw)}{where}", INVALID_FIELD
+        ) from None
+    utc_offset = at.utcoffset()
+    if utc_offset is None:
+        raise ValueError(f"local_tz {local_tz!r} gives no UTC offset")  # the caller's bug
+    if utc_offset % timedelta(minutes=1):
+        # Local mean time (-04:56:02 for New York before 1883): RFC 3339 offsets are whole
+        # minutes, so state the same instant in UTC.
+        at = at.astimezone(UTC)
+    return at.isoformat()
+
+
+def _number(raw: str) -> float | None:
+    if not _HL7_NUMBER.match(raw):
+        return None
+    value = float(raw)
+    return value if math.isfinite(value) else None
+
+
+def _patient_id(pid: _Segment) -> str:
+    first = ""
+    for rep in range(1, pid.repetitions(3) + 1):
+        identifier = pid.get(3, 1, rep=rep)
+        if not identifier:
+            continue
+        if pid.get(3, 5, rep=rep).upper() == "MR":
+            return identifier
+        first = first or identifier
+    if not first:
+        raise ConversionRejected("PID-3: no patient identifier", MISSING_FIELD)
+    return first
+
+
+class _Header:
+    __slots__ = ("control_id", "message_type", "sent_at", "source")
+
+    def __init__(self, msh: _Segment) -> None:
+        code, trigger = msh.get(9, 1).upper(), msh.get(9, 2).upper()
+        if not code:
+            raise ConversionRejected("MSH-9: no message type", MISSING_FIELD)
+        self.message_type = f"{code}^{trigger}" if trigger else code
+        if self.message_type not in LAB_MESSAGES | PHARMACY_MESSAGES:
+            raise ConversionRejected(
+                f"MSH-9: message type {_short(self.message_type)} is not converted (supported: "
+                f"{', '.join(sorted(LAB_MESSAGES | PHARMACY_MESSAGES))})",
+                UNSUPPORTED,
+            )
+        self.control_id = msh.get(10)
+        if not self.control_id:
+            raise ConversionRejected("MSH-10: no message control id", MISSING_FIELD)
+        application = msh.get(3, 1) or msh.get(3, 2)
+        self.source = f"hl7v2:{application}" if application else "hl7v2"
+        self.sent_at = msh.get(7, 1)
+
+
+def events_from_hl7v2(message: bytes | str, *, local_tz: tzinfo = UTC) -> list[CanonicalEvent]:
+    """Convert one ER7 message (MLLP framing and \\r, \\n or \\r\\n separators tolerated)."""
+    segments = _parse(message)
+    header = _Header(segments[0])
+    if not any(segment.name == "PID" for segment in segments):
+        raise ConversionRejected("PID-3: no patient identifier (no PID segment)", MISSING_FIELD)
+    if header.message_type in LAB_MESSAGES:
+        objects = list(_lab_results(header, segments, local_tz))
+    else:
+        objects = list(_medication_orders(header, segments, local_tz))
+    return canonical(objects, where=f"{header.message_type} {header.control_id}")
+
+
+# --- ORU^R01 ---------------------------------------------------------------------------------
+def _lab_results(
+    header: _Header, segments: list[_Segment], local_tz: tzinfo
+) -> Iterator[dict[str, Any]]:
+    patient_id: str | None = None
+    obr: _Segment | None = None
+    position = 0
+    for segment in segments[1:]:
+        if segment.name == "PID":  # ORU^R01 may carry several patients, each with its results
+            patient_id = _patient_id(segment)
+        elif segment.name == "OBR":
+            obr, position = segment, 0
+        elif segment.name == "OBX":
+            position += 1
+            if patient_id is None:
+                raise ConversionRejected("PID-3: no patient identifier before OBX", MISSING_FIELD)
+            event = _lab_result(header, patient_id, obr, segment, position, local_tz)
+            if event is not None:
+                yield event
+
+
+def _loinc(obx: _Segment, where: str) -> str | None:
+    for code_at, system_at in ((1, 3), (4, 6)):
+        code = obx.get(3, code_at)
+        if code and obx.get(3, system_at).upper() in _LOINC_SYSTEMS:
+            if not _LOINC_CODE.match(code):
+                raise ConversionRejected(
+                    f"OBX-3: not a LOINC code {_short(code)}{where}", INVALID_FIELD
+                )
+            return code
+    return None
+
+
+def _lab_result(
+    header: _Header, patient_id: str, obr: _Segment | None, obx: _Segment, position: int,
+    local_tz: tzinfo,
+) -> dict[str, Any] | None:
+    obr_set = (obr.get(1) if obr else "") or "1"
+    obx_set = obx.get(1) or str(position)
+    where = f" (OBR {obr_set}, OBX {obx_set})"
+    loinc = _loinc(obx, where)
+    if loinc is None:
+        return None  # panels carry results we do not track, coded locally or in other systems
+    flag = obx.get(11).upper()
+    if flag and flag not in _RESULT_STATUS:
+        raise ConversionRejected(
+            f"OBX-11: unknown result status {_short(flag)}{where}", INVALID_FIELD
+        )
+    status = _RESULT_STATUS[flag] if flag else "final"
+    if status is None:
+        return None
+    value, value_text = _observation_value(obx, where)
+    if value is None and value_text is None and status != "entered-in-error":
+        return None  # pending, cancelled or unsupported value type: nothing to record
+    event: dict[str, Any] = {
+        "event_id": f"hl7v2:{header.control_id}:{obr_set}:{obx_set}",
+        "patient_id": patient_id,
+        "event_type": "lab_result",
+        "occurred_at": _lab_time(header, obr, obx, where, local_tz),
+        "source": header.source,
+        "loinc": loinc,
+        "status": status,
+        "result_id": _result_id(header, obr, obx, loinc),
+    }
+    if value is not None:
+        event["value"] = value
+    if value_text is not None:
+        event["value_text"] = value_text
+    unit = obx.get(6, 1) or obx.get(6, 2)
+    if unit:
+        event["unit"] = unit
+    high = _reference_high(obx.get(7, 1))
+    if high is not None:
+        event["reference_high"] = high
+    return event
+
+
+def _observation_value(obx: _Segment, where: str) -> tuple[float | None, str | None]:
+    value_type = obx.get(2).upper()
+    if value_type in _NUMERIC_TYPES:
+        raw = obx.get(5)
+        if not raw:
+            return None, None
+        number = _number(raw)
+        if number is None:
+            raise ConversionRejected(
+                f"OBX-5: not a number {_short(raw)} for value type NM{where}", INVALID_FIELD
+            )
+        # events.v1 values are >= 0; a negative result (base excess) is kept as text.
+        return (number, None) if number >= 0 else (None, raw)
+    if value_type == "SN":  # structured numeric: comparator ^ num1 ^ separator ^ num2
+        comparator, first, separator, second = (obx.get(5, i) for i in (1, 2, 3, 4))
+        if comparator in ("", "=") and not separator and not second:
+            if not first:
+                return None, None
+            number = _number(first)
+            if number is None:
+                raise ConversionRejected(
+                    f"OBX-5: not a number {_short(first)} for value type SN{where}",
+                    INVALID_FIELD,
+                )
+            return (number, None) if number >= 0 else (None, first)
+        text = f"{comparator}{first}{separator}{second}".strip()
+        return None, _clip(text) if text else None
+    if value_type in _CODED_TYPES:
+        parts = [
+            obx.get(5, 2, rep=rep) or obx.get(5, 1, rep=rep)
+            for rep in range(1, obx.repetitions(5) + 1)
+        ]
+        text = "; ".join(part for part in parts if part)
+        return None, _clip(text) if text else None
+    if value_type in _TEXT_TYPES:
+        lines = [obx.get(5, 1, rep=rep) for rep in range(1, obx.repetitions(5) + 1)]
+        text = "\n".join(line for line in lines if line)
+        return None, _clip(text) if text else None
+    return None, None  # ED, RP, DT, TS, CQ, ...: nothing events.v1 can carry
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= _MAX_VALUE_TEXT else text[: _MAX_VALUE_TEXT - 1] + "…"
+
+
+def _reference_high(raw: str) -> float | None:
+    match = _REFERENCE_HIGH.match(raw.strip())
+    return _number(match.group(1)) if match else None
+
+
+def _lab_time(
+    header: _Header, obr: _Segment | None, obx: _Segment, where: str, local_tz: tzinfo
+) -> str:
+    observed = obx.get(14, 1)
+    if observed:
+        return _timestamp(observed, "OBX-14", local_tz, where)
+    collected = obr.get(7, 1) if obr else ""
+    if collected:
+        return _timestamp(collected, "OBR-7", local_tz, where)
+    if header.sent_at:
+        return _timestamp(header.sent_at, "MSH-7", local_tz)
+    raise ConversionRejected(
+        f"OBX-14: no observation time (nor OBR-7 or MSH-7){where}", MISSING_FIELD
+    )
+
+
+def _result_id(header: _Header, obr: _Segment | None, obx: _Segment, loinc: str) -> str:
+    order = (obr.get(3, 1) or obr.get(2, 1)) if obr else ""
+    result_id = f"hl7v2:{order or header.control_id}:{loinc}"
+    sub_id = obx.get(4)
+    return f"{result_id}:{sub_id}" if sub_id else result_id
+
+
+# --- RDE^O11, OMP^O09, RDS^O13 ---------------------------------------------------------------
+def _medication_orders(
+    header: _Header, segments: list[_Segment], local_tz: tzinfo
+) -> Iterator[dict[str, Any]]:
+    patient_id = _patient_id(next(s for s in segments if s.name == "PID"))
+    groups: list[list[_Segment]] = []
+    for segment in segments[1:]:
+        if segment.name == "ORC":
+            groups.append([segment])
+        elif groups:
+            groups[-1].append(segment)
+    if not groups:
+        raise ConversionRejected("ORC: no order in the message", MISSING_FIELD)
+    for group in groups:
+        yield _medication_order(header, patient_id, group, local_tz)
+
+
+def _medication_order(
+    header: _Header, patient_id: str, group: list[_Segment], local_tz: tzinfo
+) -> dict[str, Any]:
+    orc = group[0]
+    order_id = orc.get(2, 1) or orc.get(3, 1)
+    if not order_id:
+        raise ConversionRejected("ORC-2: no placer (nor ORC-3 filler) order number",
+                                 MISSING_FIELD)
+    where = f" (order {_short(order_id)})"
+    first: dict[str, _Segment] = {}
+    for segment in group[1:]:
+        first.setdefault(segment.name, segment)
+    event: dict[str, Any] = {
+        "event_id": f"hl7v2:{header.control_id}:{order_id}",
+        "patient_id": patient_id,
+        "event_type": "medication_order",
+        "occurred_at": _order_time(header, orc, local_tz),
+        "source": header.source,
+        "order_id": order_id,
+        "status": _order_status(orc, where),
+    }
+    # RXE (pharmacy-encoded) wins over RXO (as requested); OMP^O09 carries only RXO.
+    rxe, rxo = first.get("RXE"), first.get("RXO")
+    give: _Segment
+    if rxe is not None and (rxo is None or any(rxe.get(2, i) for i in (1, 2, 4, 5))):
+        give, code_at, amount_at, units_at = rxe, 2, 3, 5
+    elif rxo is not None:
+        give, code_at, amount_at, units_at = rxo, 1, 2, 4
+    else:
+        wanted = "RXO" if header.message_type == "OMP^O09" else "RXE"
+        raise ConversionRejected(f"{wanted}: no {wanted} segment for the order{where}",
+                                 MISSING_FIELD)
+    event["medication"] = _medication(give, code_at, where)
+    dose = _dose(give, amount_at, units_at, where)
+    if dose is not None:
+        event["dose"] = dose
+    frequency = _order_frequency(group, orc, rxe)
+    if frequency is not None:
+        event["frequency"] = frequency
+    rxr = first.get("RXR")
+    route = _route(rxr) if rxr is not None else None
+    if route:
+        event["route"] = route
+    return event
+
+
+def _order_time(header: _Header, orc: _Segment, local_tz: tzinfo) -> str:
+    transaction = orc.get(9, 1)
+    if transaction:
+        return _timestamp(transaction, "ORC-9", local_tz)
+    if header.sent_at:
+        return _timestamp(header.sent_at, "MSH-7", local_tz)
+    raise ConversionRejected("ORC-9: no transaction time (nor MSH-7)", MISSING_FIELD)
+
+
+def _order_status(orc: _Segment, where: str) -> str:
+    control = orc.get(1).upper()
+    if not control:
+        raise ConversionRejected(f"ORC-1: no order control code{where}", MISSING_FIELD)
+    if control not in _ORDER_CONTROL:
+        raise ConversionRejected(
+            f"ORC-1: unknown order control {_short(control)}{where}", INVALID_FIELD
+        )
+    order_status = orc.get(5).upper()
+    if order_status in _ORDER_STATUS_OVERRIDES:
+        return _ORDER_STATUS_OVERRIDES[order_status]
+    status = _ORDER_CONTROL[control]
+    if status:
+        return status
+    if order_status in _ORDER_STATUS_IN_PROCESS:
+        return "active"
+    raise ConversionRejected(
+        f"ORC-5: order status {_short(order_status)} does not say what ORC-1 SC changed to"
+        f"{where}",
+        INVALID_FIELD if order_status else MISSING_FIELD,
+    )
+
+
+def _medication(give: _Segment, field: int, where: str) -> dict[str, str]:
+    rxnorm: str | None = None
+    atc: str | None = None
+    names: list[str] = []
+    for code_at, text_at, system_at in ((1, 2, 3), (4, 5, 6)):
+        code = give.get(field, code_at)
+        text = give.get(field, text_at)
+        system = give.get(field, system_at).upper()
+        if text:
+            names.append(text)
+        if not code:
+            continue
+        if system in _RXNORM_SYSTEMS:
+            if code.isascii() and code.isdigit():
+                rxnorm = rxnorm or code
+            else:
+                names.append(code)
+        elif system in _ATC_SYSTEMS:
+            if not _ATC_CODE.match(code.upper()):
+                raise ConversionRejected(
+                    f"{give.name}-{field}: not an ATC code {_short(code)}{where}", INVALID_FIELD
+                )
+            atc = atc or code.upper()
+    medication = {"rxnorm": rxnorm, "atc": atc, "name": names[0] if names else None}
+    if not any(medication.values()):
+        raise ConversionRejected(
+            f"{give.name}-{field}: no RxNorm or ATC code and no drug name{where}",
+            MISSING_FIELD,
+        )
+    return {key: value for key, value in medication.items() if value is not None}
+
+
+def _dose(give: _Segment, amount_at: int, units_at: int, where: str) -> dict[str, Any] | None:
+    segment = give.name
+    raw = give.get(amount_at, 1)
+    if not raw:
+        return None
+    amount = _number(raw)
+    if amount is None or amount < 0:
+        raise ConversionRejected(
+            f"{segment}-{amount_at}: not a dose amount {_short(raw)}{where}", INVALID_FIELD
+        )
+    unit = give.get(units_at, 1) or give.get(units_at, 2)
+    if amount == 0 or not unit:
+        return None  # no usable dose (a discontinue may carry 0); the order still counts
+    return {"value": amount, "unit": unit}
+
+
+def _order_frequency(
+    group: list[_Segment], orc: _Segment, rxe: _Segment | None
+) -> dict[str, Any] | None:
+    patterns = [segment.get(3, 1) for segment in group if segment.name == "TQ1"]
+    if rxe is not None:
+        patterns.append(rxe.get(1, 2, 1))  # v2.3/2.4 quantity/timing: interval, repeat pattern
+    patterns.append(orc.get(7, 2, 1))
+    for pattern in patterns:
+        frequency = _frequency(pattern)
+        if frequency is not None:
+            return frequency
+    return None
+
+
+def _frequency(pattern: str) -> dict[str, Any] | None:
+    code = re.sub(r"[\s_-]+", "", pattern.upper())
+    fixed = _REPEAT_FIXED.get(code)
+    if fixed is not None:
+        times, period, unit = fixed
+        return {"times": times, "period": float(period), "unit": unit}
+    every = _REPEAT_EVERY.match(code)
+    if every is not None:
+        count = int(every.group(1))
+        if count >= 1:
+            return {"times": 1, "period": float(count), "unit": _REPEAT_UNITS[every.group(2)]}
+    a_day = _REPEAT_TIMES_A_DAY.match(code)
+    if a_day is not None and 1 <= int(a_day.group(1)) <= 1000:
+        return {"times": int(a_day.group(1)), "period": 1.0, "unit": "d"}
+    return None  # PRN, ONCE, meal-related, site-specific: frequency unknown
+
+
+def _route(rxr: _Segment) -> str | None:
+    code, text = rxr.get(1, 1), rxr.get(1, 2)
+    if text:
+        return text
+    if not code:
+        return None
+    word = _NON_SYSTEMIC_ROUTE_CODES.get(code.upper())
+    return f"{code} ({word})" if word else code

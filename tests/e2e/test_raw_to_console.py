@@ -1,0 +1,62 @@
+"""From the hospital's interfaces to the pharmacist: on the suite `make run` starts, an IMNM
+diagnosis sent as FHIR and a statin order sent as HL7 v2 (with `imnm send-raw`) become a
+critical statin alert on the console's worklist, explained."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from running_suite import RunningSuite, suite_env
+
+from imnm_tracker.testing import free_port, imnm_executable
+
+pytestmark = pytest.mark.integration
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "raw"
+
+
+def test_hl7_and_fhir_in_statin_alert_on_the_worklist(tmp_path: Path) -> None:
+    console = f"http://127.0.0.1:{free_port()}"
+    env = suite_env(
+        console_port=console.rsplit(":", 1)[1], tracker_metrics_port=str(free_port()),
+        ingest_metrics_port=str(free_port()), tracker_data_dir=str(tmp_path / "tracker"),
+        tracker_timer_interval_seconds="2", tracker_app_id=f"imnm-e2e-raw-{os.getpid()}",
+        topic_partitions="3",
+    )
+    suite = RunningSuite(tmp_path, env)
+    try:
+        bootstrap = suite.wait_until_up()
+        for flag, example in (("--fhir", "imnm-diagnosis.fhir.json"),
+                              ("--hl7v2", "statin-order-and-ck.hl7")):
+            sent = subprocess.run(
+                [*imnm_executable(), "send-raw", flag, str(EXAMPLES / example),
+                 "--bootstrap", bootstrap],
+                env=env, capture_output=True, timeout=60, check=False)
+            assert sent.returncode == 0, sent.stderr.decode()
+        found: list[dict] = []
+        deadline = time.monotonic() + 90
+        while not found and time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(
+                    f"{console}/api/alerts?state=needs_action&patient_id=MRN-2001", timeout=10
+                ) as response:
+                    found = json.loads(response.read())["alerts"]
+            except OSError:
+                pass
+            time.sleep(1)
+        assert found, "no alert for MRN-2001 on the console within 90 s:\n" + suite.printed()
+        statin = [a for a in found if a["rule"] == "statin_active"]
+        assert len(statin) == 1, found
+        assert statin[0]["severity"] == "critical"
+        assert "atorvastatin" in statin[0]["summary"].lower()
+        assert statin[0]["evidence"]  # the converted events behind it, by their HL7/FHIR ids
+        assert all(e.startswith(("hl7v2:", "fhir:")) for e in statin[0]["evidence"])
+    finally:
+        code = suite.stop()
+    assert code == 0, suite.printed()
+    suite.assert_nothing_left()

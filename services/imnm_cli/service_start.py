@@ -5,13 +5,23 @@ from __future__ import annotations
 import logging
 import sys
 
+from pydantic import ValidationError
+
 from imnm_common.settings import Settings, get_settings
 
 
 def service_settings(command: str, what: str) -> Settings | None:
-    """The settings, with logging configured; None after saying why when no broker is named
-    (these services join a running suite; ``imnm up`` starts a broker and them)."""
-    settings = get_settings()
+    """The settings, with logging configured; None after saying why when a setting is invalid
+    or no broker is named (these services join a running suite; ``imnm up`` starts a broker
+    and them)."""
+    try:
+        settings = get_settings()
+    except ValidationError as error:
+        for problem in error.errors():
+            variable = "IMNM_" + "_".join(str(part) for part in problem["loc"]).upper()
+            message = str(problem["msg"]).removeprefix("Value error, ")
+            print(f"imnm {command}: {variable}: {message}", file=sys.stderr)
+        return None
     logging.basicConfig(level=settings.log_level,
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
     logging.getLogger("aiokafka").setLevel(logging.WARNING)

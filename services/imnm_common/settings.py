@@ -7,8 +7,9 @@ SQLite for the console, everything listening on 127.0.0.1.
 from __future__ import annotations
 
 from functools import lru_cache
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -48,6 +49,7 @@ class Settings(BaseSettings):
     console_host: str = "127.0.0.1"
     console_port: int = Field(default=8080, ge=1, le=65535)
     console_group_id: str = "imnm-console"
+    console_timezone: str = "UTC"  # the IANA zone pages show times in (the site's)
 
     ingest_group_id: str = "imnm-ingest"
     ingest_metrics_port: int = Field(default=9109, ge=1, le=65535)
@@ -59,6 +61,15 @@ class Settings(BaseSettings):
     tracker_timer_interval_seconds: float = Field(default=60.0, gt=0)
     tracker_store: str = "memory://"
     tracker_data_dir: str = "./.imnm-data/tracker"
+
+    @field_validator("console_timezone", "ingest_hl7_timezone")
+    @classmethod
+    def _a_known_zone(cls, name: str) -> str:
+        try:
+            ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{name!r} is not an IANA time zone (e.g. Europe/Berlin)") from None
+        return name
 
     rules_config: str = ""
     log_level: str = "INFO"

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import asdict
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -31,7 +31,7 @@ from imnm_console.service_layer.actions import (
     InvalidAction,
 )
 
-TEMPLATES = Jinja2Templates(directory=str(Path(__file__).with_name("templates")))
+TEMPLATE_DIR = str(Path(__file__).with_name("templates"))
 PAGE_SIZE = 50
 SNOOZE_CHOICES = {"4": "4 hours", "24": "1 day", "72": "3 days", "168": "7 days"}
 StateFilter = Literal[
@@ -57,9 +57,19 @@ def create_app(
     metrics: ConsoleMetrics,
     now: Callable[[], datetime],
     feed_status: Callable[[], str] = lambda: "running",
+    display_zone: tzinfo = UTC,
     **fastapi_options: Any,
 ) -> FastAPI:
+    """``display_zone``: the site's time zone, in which pages show times (the API uses UTC)."""
     app = FastAPI(title="imnm-safety pharmacy alert console", **fastapi_options)
+    templates = Jinja2Templates(directory=TEMPLATE_DIR)
+
+    def when(at: datetime, seconds: bool = False) -> str:
+        return at.astimezone(display_zone).strftime(
+            "%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M")
+
+    templates.env.filters["when"] = when
+    templates.env.globals["display_zone"] = str(display_zone)
 
     def state_of(name: str) -> WorkState | None:
         return None if name == "all" else WorkState(name)
@@ -82,7 +92,7 @@ def create_app(
             ),
             asyncio.to_thread(store.counts, at),
         )
-        return TEMPLATES.TemplateResponse(request, "worklist.html", {
+        return templates.TemplateResponse(request, "worklist.html", {
             "cards": result.cards, "total": result.total, "counts": counts, "state": state,
             "rule": rule or "", "severity": severity or "", "patient": patient or "",
             "page": page, "pages": max(1, -(-result.total // PAGE_SIZE)), "now": at,
@@ -99,7 +109,7 @@ def create_app(
     ) -> Response:
         card = await asyncio.to_thread(store.get, alert_id)
         if card is None:
-            return TEMPLATES.TemplateResponse(
+            return templates.TemplateResponse(
                 request, "not_found.html", {"alert_id": alert_id}, status_code=404
             )
         transitions, actions = await asyncio.gather(
@@ -107,7 +117,7 @@ def create_app(
             asyncio.to_thread(store.actions_of, alert_id),
         )
         info = RULES[card.rule][0] if card.rule in RULES else None
-        return TEMPLATES.TemplateResponse(request, "alert.html", {
+        return templates.TemplateResponse(request, "alert.html", {
             "card": card, "work_state": card.work_state(now()), "transitions": transitions,
             "actions": actions, "error": error, "form": form or {},
             "resolution_rule": info.resolution if info else "",

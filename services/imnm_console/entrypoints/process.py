@@ -9,6 +9,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
 
 import uvicorn
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -78,7 +79,7 @@ async def serve(settings: Settings, bootstrap: str) -> None:
     service = ActionService(store, ActionPublisher(producer, settings.topics.alert_actions),
                             metrics, utc_now)
     app = create_app(store, service, metrics, utc_now, lambda: status["feed"],
-                     lifespan=lifespan)
+                     display_zone=ZoneInfo(settings.console_timezone), lifespan=lifespan)
     # No access log: the worklist's patient filter is a query parameter (PHI stays out of logs).
     config = uvicorn.Config(app, host=settings.console_host, port=settings.console_port,
                             access_log=False, log_level=settings.log_level.lower(),

@@ -7,10 +7,11 @@ import html
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import httpx2
 import pytest
-from console_builders import NOW, act_on, batch, opened, resolved
+from console_builders import NOW, RAISED, act_on, batch, opened, resolved
 from fastapi.testclient import TestClient
 
 from imnm_common.contracts.actions import AlertAction
@@ -351,3 +352,21 @@ def test_healthz_follows_the_alert_feed(console: Console) -> None:
     degraded = console.client.get("/healthz")
     assert degraded.status_code == 503
     assert degraded.json() == {"status": "degraded", "alert_feed": "stopped"}
+
+
+def test_pages_show_times_in_the_sites_zone_and_the_api_in_utc(store: AlertStore) -> None:
+    _seed(store)
+    metrics = ConsoleMetrics()
+    service = ActionService(store, RecordingPublisher(), metrics, lambda: NOW)
+    app = create_app(store, service, metrics, lambda: NOW,
+                     display_zone=ZoneInfo("America/New_York"))
+    with TestClient(app) as client:
+        page = client.get("/").text
+        assert "times in America/New_York" in page
+        # raised 2026-03-02 08:15 UTC is 03:15 in New York (EST, UTC-5)
+        assert "2026-03-02 03:15" in page and "2026-03-02 08:15" not in page
+        alert = client.get(f"/alerts/{ALERT}").text
+        assert "since 2026-03-02 03:15" in alert
+        assert 'href="/?state=all&amp;patient=P-001"' in alert  # the patient's other alerts
+        api = client.get(f"/api/alerts/{ALERT}").json()
+        assert datetime.fromisoformat(api["raised_at"]) == RAISED

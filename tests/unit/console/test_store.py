@@ -19,6 +19,7 @@ from console_builders import (
 )
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sqlmodel import SQLModel
 
 from imnm_console.adapters.store import AlertStore
 from imnm_console.domain.worklist import (
@@ -274,37 +275,60 @@ def _card_plans(draw: st.DrawFn) -> dict:
     }
 
 
+def _check_the_sql_twin(store: AlertStore, plans: list[dict]) -> None:
+    expected: dict[str, AlertCard] = {}
+    for i, plan in enumerate(plans):
+        t = opened(f"al-prop-{i:03d}", patient_id=f"P-{i:03d}",
+                   severity=plan["severity"], raised_at=RAISED + timedelta(minutes=i))
+        store.apply_transitions(batch(t), NOW)
+        card, _ = record_transition(None, t)
+        if plan["last"] is not None:
+            until = plan["until"]
+            at = NOW - timedelta(days=8) if until is None else until - timedelta(hours=1)
+            act = action(t, plan["last"], at=at, snooze_until=until)
+            card = take_action(card, act)
+            store.record_action(card, act, NOW)
+        if plan["resolved"]:
+            store.apply_transitions(batch(resolved(t)), NOW)
+            card, _ = record_transition(card, resolved(t))
+        expected[t.alert_id] = card
+
+    for alert_id, card in expected.items():
+        assert store.get(alert_id) == card
+    counts = store.counts(NOW)
+    for state in WorkState:
+        want = {a for a, c in expected.items() if c.work_state(NOW) == state}
+        page = store.worklist(state, NOW, limit=100)
+        assert {c.alert_id for c in page.cards} == want, state
+        assert page.total == len(want)
+        assert counts[state] == len(want)
+    assert sum(counts.values()) == len(expected)
+
+
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(_card_plans(), max_size=10))
 def test_sql_work_state_filter_matches_the_domain(plans: list[dict]) -> None:
     store = AlertStore("sqlite://")
     try:
-        expected: dict[str, AlertCard] = {}
-        for i, plan in enumerate(plans):
-            t = opened(f"al-prop-{i:03d}", patient_id=f"P-{i:03d}",
-                       severity=plan["severity"], raised_at=RAISED + timedelta(minutes=i))
-            store.apply_transitions(batch(t), NOW)
-            card, _ = record_transition(None, t)
-            if plan["last"] is not None:
-                until = plan["until"]
-                at = NOW - timedelta(days=8) if until is None else until - timedelta(hours=1)
-                act = action(t, plan["last"], at=at, snooze_until=until)
-                card = take_action(card, act)
-                store.record_action(card, act, NOW)
-            if plan["resolved"]:
-                store.apply_transitions(batch(resolved(t)), NOW)
-                card, _ = record_transition(card, resolved(t))
-            expected[t.alert_id] = card
+        _check_the_sql_twin(store, plans)
+    finally:
+        store.close()
 
-        for alert_id, card in expected.items():
-            assert store.get(alert_id) == card
-        counts = store.counts(NOW)
-        for state in WorkState:
-            want = {a for a, c in expected.items() if c.work_state(NOW) == state}
-            page = store.worklist(state, NOW, limit=100)
-            assert {c.alert_id for c in page.cards} == want, state
-            assert page.total == len(want)
-            assert counts[state] == len(want)
-        assert sum(counts.values()) == len(expected)
+
+@pytest.mark.integration
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(plans=st.lists(_card_plans(), max_size=10))
+def test_sql_work_state_filter_matches_the_domain_on_postgresql(
+    postgres_database: str, plans: list[dict]
+) -> None:
+    """The same on PostgreSQL (NULL, CASE and time-zone comparisons are the dialect's own);
+    one database for the test, emptied before each example."""
+    store = AlertStore(postgres_database)
+    try:
+        with store.engine.begin() as connection:
+            for table in reversed(SQLModel.metadata.sorted_tables):
+                connection.execute(table.delete())
+        _check_the_sql_twin(store, plans)
     finally:
         store.close()

@@ -154,13 +154,16 @@ class AlertStore:
         self, items: Iterable[tuple[AlertTransition, Received]], now: datetime
     ) -> list[TransitionOutcome]:
         """Record a batch in one transaction: all of it, or none of it (then redelivered)."""
+        batch = list(items)
         outcomes: list[TransitionOutcome] = []
         with self._session() as session:
-            rows: dict[str, ConsoleAlert] = {}
-            for transition, received in items:
-                row = rows.get(transition.alert_id) or session.get(
-                    ConsoleAlert, transition.alert_id
-                )
+            # One query for the batch's known alerts, not one per transition.
+            wanted = {transition.alert_id for transition, _ in batch}
+            rows = {row.alert_id: row for row in session.exec(
+                select(ConsoleAlert).where(col(ConsoleAlert.alert_id).in_(wanted))
+            ).all()}
+            for transition, received in batch:
+                row = rows.get(transition.alert_id)
                 card, outcome = record_transition(
                     None if row is None else _card(row), transition
                 )
@@ -168,17 +171,15 @@ class AlertStore:
                 if outcome is TransitionOutcome.DUPLICATE:
                     continue
                 if row is None:
-                    row = _new_row(card, now)
+                    row = rows[transition.alert_id] = _new_row(card, now)
                     session.add(row)
                 else:
                     _fill(row, card, now)
-                rows[transition.alert_id] = row
                 session.add(ConsoleTransition(
                     alert_id=transition.alert_id, status=transition.status,
                     received_at=now, topic=received.topic,
                     partition=received.partition, offset=received.offset,
                 ))
-                session.flush()  # two transitions of one alert in a batch see each other
             session.commit()
         return outcomes
 

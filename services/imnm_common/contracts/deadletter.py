@@ -18,7 +18,10 @@ class DeadLetter(BaseModel):
         "missing_field, unknown_event_type, bad_timestamp, schema_violation, out_of_range, "
         "invalid_value, implausible_value (events.v1 validation), key_mismatch (message key "
         "missing or not the event's patient_id), processing_error (an unexpected failure while "
-        "applying a valid event; the patient's state is left as before the message)."
+        "applying a valid event; the patient's state is left as before the message); "
+        "from imnm-console (alert.v1 input): bad_json, schema_violation; from imnm-ingest (raw "
+        "HL7 v2 / FHIR): not_parseable, unsupported_message, missing_field, invalid_field, "
+        "invalid_event (converted, but not valid events.v1)."
     )
     payload: str = Field(description="The original message value (UTF-8, or base64).")
     payload_encoding: Literal["utf-8", "base64"] = "utf-8"
@@ -27,7 +30,10 @@ class DeadLetter(BaseModel):
     partition: int = Field(ge=0)
     offset: int = Field(ge=0)
     rejected_at: AwareDatetime = Field(description="Wall-clock time of the rejection.")
-    service: str = Field(default="imnm-tracker")
+    service: str = Field(
+        default="imnm-tracker", description="Who rejected it: imnm-tracker, imnm-console or "
+        "imnm-ingest."
+    )
 
 
 def payload_field(value: bytes | None) -> tuple[str, Literal["utf-8", "base64"]]:

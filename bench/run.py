@@ -18,11 +18,18 @@ from bench.common import RESULTS, UNSETTLED_DAYS, machine, median, run_json, sav
 from imnm_demo.generator import StreamSpec, generate_lines
 
 
-def replay_benchmark(patients: int, runs: int, workdir: Path) -> dict[str, Any]:
+def _year_stream(patients: int, workdir: Path) -> Path:
+    """The seeded one-year stream every in-process section reads, written once per run."""
     path = workdir / f"stream-{patients}.jsonl"
-    with path.open("w") as out:
-        for line in generate_lines(StreamSpec(patients=patients, seed=2025)):
-            out.write(line + "\n")
+    if not path.exists():
+        with path.open("w") as out:
+            for line in generate_lines(StreamSpec(patients=patients, seed=2025)):
+                out.write(line + "\n")
+    return path
+
+
+def replay_benchmark(patients: int, runs: int, workdir: Path) -> dict[str, Any]:
+    path = _year_stream(patients, workdir)
     replays = [run_json(["-m", "bench.replay_step", "replay", str(path)]) for _ in range(runs)]
     ceilings = [run_json(["-m", "bench.replay_step", "validate", str(path)]) for _ in range(runs)]
     memories = [run_json(["-m", "bench.replay_step", "memory", str(path)]) for _ in range(runs)]
@@ -51,11 +58,7 @@ def replay_benchmark(patients: int, runs: int, workdir: Path) -> dict[str, Any]:
 
 
 def console_benchmark(patients: int, runs: int, workdir: Path) -> dict[str, Any]:
-    path = workdir / f"stream-{patients}.jsonl"
-    if not path.exists():
-        with path.open("w") as out:
-            for line in generate_lines(StreamSpec(patients=patients, seed=2025)):
-                out.write(line + "\n")
+    path = _year_stream(patients, workdir)
     done = [run_json(["-m", "bench.console_step", str(path)]) for _ in range(runs)]
     last = done[-1]
     return {
@@ -71,6 +74,27 @@ def console_benchmark(patients: int, runs: int, workdir: Path) -> dict[str, Any]
             for page in last["pages"]
         },
         "page_requests": last["page_requests"],
+        "runs": runs,
+        "raw": done,
+    }
+
+
+def ingest_benchmark(patients: int, runs: int, workdir: Path) -> dict[str, Any]:
+    path = _year_stream(patients, workdir)
+    done = [run_json(["-m", "bench.ingest_step", str(path)]) for _ in range(runs)]
+    last = done[-1]
+    counts = ("messages", "events", "rejected", "first_rejection", "round_trip_mismatches",
+              "mismatch_examples")
+    return {
+        "source_events": last["source_events"],
+        **{
+            kind: {
+                **{key: last[kind][key] for key in counts},
+                "messages_per_second": median([r[kind]["messages_per_second"] for r in done]),
+                "events_per_second": median([r[kind]["events_per_second"] for r in done]),
+            }
+            for kind in ("hl7v2", "fhir")
+        },
         "runs": runs,
         "raw": done,
     }
@@ -131,8 +155,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--patients", type=int, default=5000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--only",
-                        choices=("replay", "long-term", "console", "pipeline", "throughput",
-                                 "restart", "latency", "all"),
+                        choices=("replay", "long-term", "console", "ingest", "pipeline",
+                                 "throughput", "restart", "latency", "all"),
                         default="all")
     parser.add_argument("--long-term-patients", type=int, default=1000,
                         help="patients in the five-year stream (default 1,000)")
@@ -151,6 +175,8 @@ def main(argv: list[str] | None = None) -> int:
                 args.long_term_patients, args.runs, Path(tmp), args.long_term_tracker_patients)
         if args.only in ("console", "all"):
             results["console"] = console_benchmark(args.patients, args.runs, Path(tmp))
+        if args.only in ("ingest", "all"):
+            results["ingest"] = ingest_benchmark(args.patients, args.runs, Path(tmp))
         if args.only in ("pipeline", "all"):
             try:
                 from bench.pipeline import pipeline_benchmark
@@ -236,6 +262,24 @@ def _print(results: dict[str, Any]) -> None:
         for page, t in console["pages"].items():
             print(f"  {page + ' (in-process), p50 / p99':<40} "
                   f"{t['p50_ms']} / {t['p99_ms']} ms")
+    ingest = results.get("ingest")
+    if ingest:
+        hl7, fhir = ingest["hl7v2"], ingest["fhir"]
+        print(f"\ningest: {ingest['source_events']:,} events of the stream as "
+              f"{hl7['messages']:,} HL7 v2 and {fhir['messages']:,} FHIR messages, converted "
+              f"in-process, median of {ingest['runs']} runs")
+        for label, r in (("HL7 v2 (ORU^R01, RDE^O11)", hl7),
+                         ("FHIR R4 (Observation, MedRequest, Cond.)", fhir)):
+            print(f"  {label:<40} {r['messages_per_second']:,} messages/s, "
+                  f"{r['events_per_second']:,} events/s")
+        print(f"  {'rejected / round-trip mismatches':<40} "
+              f"HL7 v2 {hl7['rejected']:,} / {hl7['round_trip_mismatches']:,}, "
+              f"FHIR {fhir['rejected']:,} / {fhir['round_trip_mismatches']:,}")
+        for name, r in (("HL7 v2", hl7), ("FHIR", fhir)):
+            if r["first_rejection"]:
+                print(f"    {name} first rejection: {r['first_rejection']}")
+            for example in r["mismatch_examples"]:
+                print(f"    {name} mismatch: {example}")
     for section in ("pipeline", "throughput", "restart", "latency"):
         for label, value in results.get(section, {}).get("table", []):
             print(f"  {label:<40} {value}")

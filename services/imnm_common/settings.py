@@ -52,6 +52,7 @@ class Settings(BaseSettings):
     console_timezone: str = "UTC"  # the IANA zone pages show times in (the site's)
 
     ingest_group_id: str = "imnm-ingest"
+    ingest_metrics_host: str = "127.0.0.1"
     ingest_metrics_port: int = Field(default=9109, ge=1, le=65535)
     # HL7 v2 timestamps often carry no UTC offset: they are read in the site's time zone.
     ingest_hl7_timezone: str = "UTC"

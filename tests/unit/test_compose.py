@@ -16,7 +16,7 @@ from imnm_tracker.options import TrackerTuning
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
-APP_SERVICES = ("tracker", "console")
+APP_SERVICES = ("tracker", "ingest", "console")
 
 
 @pytest.fixture(scope="module")
@@ -68,6 +68,7 @@ def test_expected_services(compose: dict[str, Any]) -> None:
     assert services["tracker"]["command"] in (["imnm", "tracker"], "imnm tracker")
     assert services["console"]["command"] in (["imnm", "console"], "imnm console")
     assert services["console"]["ports"] == ["8080:8080"]
+    assert services["ingest"]["command"] in (["imnm", "ingest"], "imnm ingest")
 
 
 def test_every_app_command_is_a_real_imnm_command(compose: dict[str, Any]) -> None:

@@ -30,7 +30,8 @@ async def serve(settings: Settings, bootstrap: str) -> None:
     topics = settings.topics
     site_zone = ZoneInfo(settings.ingest_hl7_timezone)
     metrics = IngestMetrics()
-    server, thread = start_http_server(settings.ingest_metrics_port, addr="127.0.0.1",
+    server, thread = start_http_server(settings.ingest_metrics_port,
+                                       addr=settings.ingest_metrics_host,
                                        registry=metrics.registry)
     consumer = AIOKafkaConsumer(
         topics.raw_hl7v2, topics.raw_fhir, bootstrap_servers=bootstrap,

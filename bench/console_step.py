@@ -9,7 +9,6 @@ templates, not the network.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 import tempfile
@@ -93,5 +92,4 @@ def main(stream: Path) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    asyncio.set_event_loop_policy(None)
     print(json.dumps(main(Path(sys.argv[1]))))

@@ -107,9 +107,12 @@ async def _send(broker: str, topic: str, messages: list[bytes],
 
     await create_topics(broker, [topic], settings.topic_partitions,
                         settings.topic_replication_factor)
-    producer = AIOKafkaProducer(bootstrap_servers=broker, acks="all", enable_idempotence=True)
+    # Idempotent: a retried batch is not duplicated, and one patient's messages stay in order.
+    producer = AIOKafkaProducer(bootstrap_servers=broker, acks="all", enable_idempotence=True,
+                                linger_ms=5)
     await producer.start()
     try:
+        sends: list[asyncio.Future[object]] = []
         for message in messages:
             # Keyed by patient_id like every topic, so one patient's messages keep their order;
             # a message the converter rejects is sent unkeyed (and dead-lettered by ingest).
@@ -118,6 +121,7 @@ async def _send(broker: str, topic: str, messages: list[bytes],
             except ConversionRejected:
                 events = []
             key = events[0].patient_id.encode() if events else None
-            await producer.send_and_wait(topic, value=message, key=key)
+            sends.append(await producer.send(topic, value=message, key=key))
+        await asyncio.gather(*sends)
     finally:
         await producer.stop()

@@ -49,13 +49,12 @@ def get_json(url: str) -> dict:
         return json.loads(response.read())
 
 
-def wait_for_alerts(console: str, timeout: float) -> dict:
+def wait_for_alerts(console: str, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            listing = get_json(f"{console}/api/alerts?state=needs_action")
-            if listing["total"] > 0:
-                return listing
+            if get_json(f"{console}/api/alerts?state=needs_action")["total"] > 0:
+                return
         except OSError:
             pass  # not listening yet
         time.sleep(1)
@@ -97,8 +96,7 @@ def test_pharmacist_works_an_alert_in_the_browser(tmp_path: Path, browser: Brows
     try:
         bootstrap = suite.wait_until_up()
         assert f"worklist {console}/" in suite.printed()
-        listing = wait_for_alerts(console, timeout=90)
-        needing_before = listing["total"]
+        wait_for_alerts(console, timeout=90)
 
         page = browser.new_page()
         page.goto(f"{console}/")
@@ -154,7 +152,6 @@ def test_pharmacist_works_an_alert_in_the_browser(tmp_path: Path, browser: Brows
         assert mine[0]["reason"] == "prescriber_contacted"
         assert mine[0]["user"] == "pharm.e2e"
         assert mine[0]["patient_id"] == expected["patient_id"] == mine[0]["_key"]
-        assert needing_before >= 1
     finally:
         code = suite.stop()
     assert code == 0, suite.printed()

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from imnm_common.contracts.actions import AlertAction
 from imnm_common.contracts.alerts import AlertTransition
 from imnm_common.contracts.deadletter import DeadLetter, rejected_message
+from imnm_common.kafka.batches import consume_in_batches
 from imnm_console.adapters.store import AlertStore, Received
 from imnm_console.metrics import ConsoleMetrics
 
@@ -77,20 +78,12 @@ class AlertFeed:
         metrics: ConsoleMetrics,
         deadletter_topic: str,
         now: Callable[[], datetime],
-        max_batch: int = 500,
     ) -> None:
         self._consumer, self._producer, self._store = consumer, producer, store
         self._metrics, self._deadletter_topic, self._now = metrics, deadletter_topic, now
-        self._max_batch = max_batch
-        self.batches = 0
 
     async def run(self) -> None:
-        while True:
-            batch = await self._consumer.getmany(timeout_ms=1000, max_records=self._max_batch)
-            records = [r for part in batch.values() for r in part]
-            if records:
-                await self.take(records)
-                await self._consumer.commit()
+        await consume_in_batches(self._consumer, self.take)
 
     async def take(self, records: list[ConsumerRecord]) -> None:
         valid: list[tuple[AlertTransition, Received]] = []
@@ -110,5 +103,4 @@ class AlertFeed:
             outcomes = await asyncio.to_thread(self._store.apply_transitions, valid, self._now())
             for outcome in outcomes:
                 self._metrics.transitions.labels(outcome.value).inc()
-        self.batches += 1
 

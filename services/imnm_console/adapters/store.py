@@ -10,7 +10,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from sqlalchemy import case, event, func, or_
@@ -131,12 +131,12 @@ class WorklistPage:
 
 
 class AlertStore:
-    def __init__(self, url: str, **engine_options: Any) -> None:
+    def __init__(self, url: str) -> None:
         connect_args: dict[str, Any] = {}
         if url.startswith("sqlite"):
-            # FastAPI runs sync endpoints in a thread pool; the consumer writes from another.
+            # Pages and the feed use the store from worker threads (asyncio.to_thread).
             connect_args["check_same_thread"] = False
-        self.engine: Engine = create_engine(url, connect_args=connect_args, **engine_options)
+        self.engine: Engine = create_engine(url, connect_args=connect_args)
         if url.startswith("sqlite"):
             event.listen(self.engine, "connect", _sqlite_pragmas)
         SQLModel.metadata.create_all(self.engine)
@@ -256,14 +256,14 @@ class AlertStore:
             return WorklistPage([_card(row) for row in rows], int(total))
 
     def counts(self, now: datetime) -> dict[WorkState, int]:
+        """Alerts per work state, in one query (every worklist page and metrics scrape asks)."""
+        states = list(WorkState)
         with self._session() as session:
-            return {
-                state: int(session.exec(
-                    select(func.count()).select_from(ConsoleAlert)
-                    .where(_in_state(state, now))
-                ).one())
-                for state in WorkState
-            }
+            # sqlmodel's select() is typed for up to four columns: this one has five
+            row = cast("tuple[int, ...]", session.exec(select(
+                *(func.count().filter(_in_state(state, now)) for state in states)
+            ).select_from(ConsoleAlert)).one())
+            return {state: int(count) for state, count in zip(states, row, strict=True)}
 
 
 def _in_state(state: WorkState, now: datetime) -> Any:

@@ -25,7 +25,7 @@ class WorkState(StrEnum):
 
 
 _BY_ACTION = {"acknowledge": WorkState.ACKNOWLEDGED, "override": WorkState.OVERRIDDEN}
-SEVERITY_RANK = {"critical": 0, "warning": 1, "info": 2}
+SEVERITY_RANK = {"critical": 0, "warning": 1, "info": 2}  # the worklist: critical first
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,7 +133,3 @@ def take_action(card: AlertCard, action: AlertAction) -> AlertCard:
         snooze_until=action.snooze_until,
     )
 
-
-def worklist_order(card: AlertCard) -> tuple[int, float]:
-    """Critical first, then the longest-standing."""
-    return SEVERITY_RANK.get(card.severity, len(SEVERITY_RANK)), card.raised_at.timestamp()

@@ -6,6 +6,7 @@ action service, so tests run it against a real store and a real broker or a reco
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Callable
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta, tzinfo
@@ -18,6 +19,7 @@ from fastapi.templating import Jinja2Templates
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
 
+from imnm_common.contracts.alerts import Severity
 from imnm_common.domain.rules import RULES
 from imnm_console.adapters.kafka_feed import PublishFailed
 from imnm_console.adapters.store import AlertStore
@@ -29,6 +31,7 @@ from imnm_console.service_layer.actions import (
     ActionService,
     AlertNotFound,
     InvalidAction,
+    first_error_message,
 )
 
 TEMPLATE_DIR = str(Path(__file__).with_name("templates"))
@@ -37,7 +40,6 @@ SNOOZE_CHOICES = {"4": "4 hours", "24": "1 day", "72": "3 days", "168": "7 days"
 StateFilter = Literal[
     "needs_action", "acknowledged", "overridden", "snoozed", "resolved", "all"
 ]
-Severity = Literal["critical", "warning", "info"]
 
 
 def card_json(card: AlertCard, now: datetime) -> dict[str, Any]:
@@ -121,7 +123,7 @@ def create_app(
             "card": card, "work_state": card.work_state(now()), "transitions": transitions,
             "actions": actions, "error": error, "form": form or {},
             "resolution_rule": info.resolution if info else "",
-            "snooze_choices": SNOOZE_CHOICES, "action_id": f"act-{_token()}",
+            "snooze_choices": SNOOZE_CHOICES, "action_id": f"act-{uuid.uuid4().hex}",
         }, status_code=status_code)
 
     @app.post("/alerts/{alert_id}/actions", response_class=HTMLResponse)
@@ -149,7 +151,7 @@ def create_app(
             })
             await service.act(alert_id, body)
         except ValidationError as error:
-            return await _alert_page(request, alert_id, _message(error), 422, form)
+            return await _alert_page(request, alert_id, first_error_message(error), 422, form)
         except InvalidAction as error:
             return await _alert_page(request, alert_id, error.reason, 422, form)
         except ActionRefused as error:
@@ -228,14 +230,3 @@ def create_app(
 
     return app
 
-
-def _message(error: ValidationError) -> str:
-    first = error.errors()[0]
-    where = ".".join(str(part) for part in first["loc"])
-    return f"{where}: {first['msg']}" if where else str(first["msg"])
-
-
-def _token() -> str:
-    import uuid
-
-    return uuid.uuid4().hex

@@ -81,7 +81,7 @@ class ActionService:
             )
         except ValidationError as error:
             self._refused("invalid")
-            raise InvalidAction(_first_message(error)) from error
+            raise InvalidAction(first_error_message(error)) from error
         try:
             updated = take_action(card, action)
         except ActionRefused:
@@ -100,7 +100,8 @@ class ActionService:
         self._metrics.actions_refused.labels(reason).inc()
 
 
-def _first_message(error: ValidationError) -> str:
+def first_error_message(error: ValidationError) -> str:
+    """``field: message`` of the first thing wrong, for the pharmacist or the API client."""
     first = error.errors()[0]
     message = str(first["msg"]).removeprefix("Value error, ")
     where = ".".join(str(part) for part in first["loc"])

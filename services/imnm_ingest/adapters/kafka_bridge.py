@@ -17,6 +17,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 
 from imnm_common.contracts.deadletter import rejected_message
 from imnm_common.contracts.events import CanonicalEvent
+from imnm_common.kafka.batches import consume_in_batches
 from imnm_ingest.domain.conversion import ConversionRejected
 from imnm_ingest.metrics import IngestMetrics
 
@@ -44,12 +45,7 @@ class RawBridge:
         self._metrics, self._now = metrics, now
 
     async def run(self) -> None:
-        while True:
-            batch = await self._consumer.getmany(timeout_ms=1000, max_records=500)
-            records = [r for part in batch.values() for r in part]
-            if records:
-                await self.take(records)
-                await self._consumer.commit()
+        await consume_in_batches(self._consumer, self.take)
 
     async def take(self, records: list[ConsumerRecord]) -> None:
         sends: list[asyncio.Future[object]] = []

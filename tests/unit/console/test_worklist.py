@@ -17,7 +17,6 @@ from imnm_console.domain.worklist import (
     WorkState,
     record_transition,
     take_action,
-    worklist_order,
 )
 
 
@@ -180,18 +179,6 @@ def test_resolved_wins_over_unknown_state_fields() -> None:
     card = replace(_open_card(), status="resolved", last_action="snooze",
                    snooze_until=NOW + timedelta(days=1))
     assert card.work_state(NOW) is WorkState.RESOLVED
-
-
-def test_worklist_order_is_critical_first_then_oldest() -> None:
-    def card(alert_id: str, severity: str, days: int) -> AlertCard:
-        return replace(_open_card(), alert_id=alert_id, severity=severity,
-                       raised_at=RAISED + timedelta(days=days))
-
-    cards = [card("al-i", "info", 0), card("al-w-new", "warning", 3),
-             card("al-c-new", "critical", 5), card("al-w-old", "warning", 1),
-             card("al-c-old", "critical", 2)]
-    ordered = [c.alert_id for c in sorted(cards, key=worklist_order)]
-    assert ordered == ["al-c-old", "al-c-new", "al-w-old", "al-w-new", "al-i"]
 
 
 # ------------------------------------------------------------------ property

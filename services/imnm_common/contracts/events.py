@@ -25,6 +25,10 @@ CREATINE_KINASE_LOINC = "2157-6"
 MAX_PLAUSIBLE_CK_U_PER_L = 1_000_000.0
 MAX_MMT8_SCORE = 150.0
 
+# LabResultEvent field rules, shared with the converters.
+LOINC_PATTERN = r"^[0-9]{1,7}-[0-9]$"
+MAX_VALUE_TEXT = 256
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
@@ -50,9 +54,9 @@ class DiagnosisEvent(_Envelope):
 
 class LabResultEvent(_Envelope):
     event_type: Literal["lab_result"]
-    loinc: str = Field(min_length=3, max_length=16, pattern=r"^[0-9]{1,7}-[0-9]$")
+    loinc: str = Field(min_length=3, max_length=16, pattern=LOINC_PATTERN)
     value: float | None = Field(default=None, ge=0)
-    value_text: str | None = Field(default=None, min_length=1, max_length=256)
+    value_text: str | None = Field(default=None, min_length=1, max_length=MAX_VALUE_TEXT)
     unit: str | None = Field(default=None, max_length=32, description="UCUM unit, e.g. U/L.")
     reference_high: float | None = Field(default=None, ge=0)
     result_id: str | None = Field(default=None, min_length=1, max_length=128)

@@ -32,6 +32,11 @@ INVALID_FIELD = "invalid_field"  # present but unusable (bad timestamp, bad numb
 INVALID_EVENT = "invalid_event"  # converted, but not a valid events.v1 event
 
 
+def put_present(event: dict[str, Any], **fields: Any) -> None:
+    """Add to ``event`` the fields that are not None (events.v1 omits absent optional fields)."""
+    event.update({k: v for k, v in fields.items() if v is not None})
+
+
 def canonical(objects: Iterable[dict[str, Any]], where: str = "") -> list[CanonicalEvent]:
     """Validate converted events; the first invalid one rejects the whole message (a message
     is converted entirely or not at all, so a correction never lands half-applied)."""

@@ -53,8 +53,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any, TypeVar, get_args
 
 import orjson
 from fhir.resources.R4B.annotation import Annotation
@@ -72,7 +71,7 @@ from fhir.resources.R4B.quantity import Quantity
 from fhir.resources.R4B.reference import Reference
 from pydantic import BaseModel, ValidationError
 
-from imnm_common.contracts.events import CanonicalEvent
+from imnm_common.contracts.events import CanonicalEvent, MedicationOrderEvent
 from imnm_ingest.domain.conversion import (
     INVALID_FIELD,
     MISSING_FIELD,
@@ -80,6 +79,7 @@ from imnm_ingest.domain.conversion import (
     UNSUPPORTED,
     ConversionRejected,
     canonical,
+    put_present,
 )
 
 __all__ = ["events_from_fhir"]
@@ -102,10 +102,7 @@ _OBSERVATION_STATUS = {
     "cancelled": "cancelled",
     "entered-in-error": "entered-in-error",
 }
-_ORDER_STATUSES = frozenset({
-    "active", "on-hold", "cancelled", "completed", "entered-in-error", "stopped", "draft",
-    "unknown",
-})
+_ORDER_STATUSES = frozenset(get_args(MedicationOrderEvent.model_fields["status"].annotation))
 # IMNM in remission is still IMNM: the statin ban and the steroid monitoring go on, so only
 # "inactive" and "resolved" end the tracked episode.
 _CLINICAL_STATUS = {
@@ -230,7 +227,7 @@ def _from_bundle(document: dict[str, Any]) -> list[CanonicalEvent]:
     }
     if not entries:
         shell.pop("entry")
-    _validate(Bundle, shell, "Bundle")
+    _validate(Bundle, shell)
     index: dict[str, dict[str, Any]] = {}
     for entry in entries:
         resource = entry.get("resource")
@@ -268,7 +265,8 @@ def _convert(resource: dict[str, Any], context: _Context) -> list[CanonicalEvent
     return canonical(converter(resource, context), where=resource_type)
 
 
-def _validate(model: type[Model], raw: dict[str, Any], name: str) -> Model:
+def _validate(model: type[Model], raw: dict[str, Any]) -> Model:
+    name = model.__name__
     try:
         return model.model_validate(raw)
     except ValidationError as error:
@@ -296,7 +294,7 @@ def _path(name: str, loc: Iterable[int | str]) -> str:
 # ---------------------------------------------------------------------------------------------
 # Observation -> lab_result
 def _observation(raw: dict[str, Any], context: _Context) -> list[EventObject]:
-    obs = _validate(Observation, raw, "Observation")
+    obs = _validate(Observation, raw)
     loinc = _code_in(obs.code, LOINC)
     if loinc is None:
         return []  # not a LOINC-coded result: nothing the tracker reads
@@ -325,8 +323,8 @@ def _observation(raw: dict[str, Any], context: _Context) -> list[EventObject]:
         "result_id": f"fhir:Observation/{key}",
         "status": status,
     }
-    _put(event, value=value, value_text=value_text, unit=unit,
-         reference_high=_reference_high(obs))
+    put_present(event, value=value, value_text=value_text, unit=unit,
+                reference_high=_reference_high(obs))
     event["event_id"] = _event_id("Observation", key, obs.meta, event)
     return [event]
 
@@ -336,7 +334,7 @@ def _observation_value(obs: Observation) -> tuple[float | None, str | None, str 
         quantity = obs.valueQuantity
         if quantity.value is None:
             raise ConversionRejected("Observation.valueQuantity.value: no number", MISSING_FIELD)
-        return _number(quantity.value), None, _unit(quantity)
+        return float(quantity.value), None, _unit(quantity)
     if obs.valueInteger is not None:
         return float(obs.valueInteger), None, None
     if obs.valueString is not None:
@@ -349,7 +347,7 @@ def _observation_value(obs: Observation) -> tuple[float | None, str | None, str 
 def _reference_high(obs: Observation) -> float | None:
     for reference_range in obs.referenceRange or []:
         if reference_range.high is not None and reference_range.high.value is not None:
-            return _number(reference_range.high.value)
+            return float(reference_range.high.value)
     return None
 
 
@@ -371,7 +369,7 @@ def _observation_time(obs: Observation) -> str:
 # ---------------------------------------------------------------------------------------------
 # MedicationRequest -> medication_order
 def _medication_request(raw: dict[str, Any], context: _Context) -> list[EventObject]:
-    request = _validate(MedicationRequest, raw, "MedicationRequest")
+    request = _validate(MedicationRequest, raw)
     if request.doNotPerform:
         return []  # an order NOT to give the drug is no exposure to it
     status = request.status
@@ -398,8 +396,8 @@ def _medication_request(raw: dict[str, Any], context: _Context) -> list[EventObj
     }
     dosage = request.dosageInstruction[0] if request.dosageInstruction else None
     if dosage is not None:
-        _put(event, dose=_dose(dosage), frequency=_frequency(dosage),
-             route=_concept_text(dosage.route) if dosage.route is not None else None)
+        put_present(event, dose=_dose(dosage), frequency=_frequency(dosage),
+                    route=_concept_text(dosage.route) if dosage.route is not None else None)
     event["event_id"] = _event_id("MedicationRequest", key, meta, event)
     return [event]
 
@@ -422,7 +420,7 @@ def _ordered_medication(request: MedicationRequest, context: _Context) -> dict[s
     elif target:
         found = context.resolve(target)
         if found is not None and found.get("resourceType") == "Medication":
-            medication = _validate(Medication, found, "Medication")
+            medication = _validate(Medication, found)
     if medication is not None and medication.code is not None:
         return _medication_from(medication.code, f"{element} ({target}).code")
     if reference.display and reference.display.strip():
@@ -462,7 +460,7 @@ def _dose(dosage: Dosage) -> dict[str, Any] | None:
     unit = _unit(quantity)
     if unit is None:
         raise ConversionRejected(f"{element}: no unit (code or unit)", MISSING_FIELD)
-    return {"value": _number(quantity.value), "unit": unit}
+    return {"value": float(quantity.value), "unit": unit}
 
 
 def _frequency(dosage: Dosage) -> dict[str, Any] | None:
@@ -480,7 +478,7 @@ def _frequency(dosage: Dosage) -> dict[str, Any] | None:
             )
         unit, factor = mapped
         times = repeat.frequency if repeat.frequency is not None else 1
-        return {"times": times, "period": _number(repeat.period) * factor, "unit": unit}
+        return {"times": times, "period": float(repeat.period) * factor, "unit": unit}
     for coding in (timing.code.coding or []) if timing.code is not None else []:
         known = _TIMING_CODES.get((coding.code or "").strip().upper())
         if known is not None:
@@ -492,7 +490,7 @@ def _frequency(dosage: Dosage) -> dict[str, Any] | None:
 # ---------------------------------------------------------------------------------------------
 # Condition -> diagnosis
 def _condition(raw: dict[str, Any], context: _Context) -> list[EventObject]:
-    condition = _validate(Condition, raw, "Condition")
+    condition = _validate(Condition, raw)
     if condition.code is None or not _is_imnm(condition.code):
         return []
     verification = _codes(condition.verificationStatus)
@@ -526,7 +524,7 @@ def _condition(raw: dict[str, Any], context: _Context) -> list[EventObject]:
         "condition": "IMNM",
         "status": status,
     }
-    _put(event, antibody=_antibody(texts), statin_associated=_statin_associated(texts))
+    put_present(event, antibody=_antibody(texts), statin_associated=_statin_associated(texts))
     event["event_id"] = _event_id("Condition", key, meta, event)
     return [event]
 
@@ -583,7 +581,7 @@ def _patient_id(subject: Reference | None, name: str, context: _Context) -> str:
             return match.group(1)
         found = context.resolve(target)
         if found is not None and found.get("resourceType") == "Patient":
-            patient = _validate(Patient, found, "Patient")
+            patient = _validate(Patient, found)
             mrn = _medical_record_number(patient.identifier) or patient.id
             if mrn:
                 return mrn
@@ -645,10 +643,7 @@ def _first_instant(candidates: Sequence[tuple[str, object]]) -> str:
 
 
 def _instant(value: object, element: str) -> str:
-    if isinstance(value, datetime):
-        if value.utcoffset() is None:
-            raise ConversionRejected(f"{element}: {value.isoformat()} has no UTC offset",
-                                     INVALID_FIELD)
+    if isinstance(value, datetime):  # fhir.resources only parses one with a UTC offset
         return value.isoformat()
     shown = value.isoformat() if isinstance(value, date) else str(value)
     raise ConversionRejected(
@@ -695,19 +690,11 @@ def _unit(quantity: Quantity) -> str | None:
     return _text(quantity.unit) or code
 
 
-def _number(value: Decimal | int | float) -> float:
-    return float(value)
-
-
 def _text(value: str | None) -> str | None:
     if value is None:
         return None
     stripped = value.strip()
     return stripped or None
-
-
-def _put(event: EventObject, **fields: Any) -> None:
-    event.update({k: v for k, v in fields.items() if v is not None})
 
 
 _CONVERTERS: dict[str, Callable[[dict[str, Any], _Context], list[EventObject]]] = {

@@ -23,11 +23,11 @@ import math
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
-from typing import Any
+from typing import Any, NamedTuple
 
 import hl7
 
-from imnm_common.contracts.events import CanonicalEvent
+from imnm_common.contracts.events import LOINC_PATTERN, MAX_VALUE_TEXT, CanonicalEvent
 from imnm_ingest.domain.conversion import (
     INVALID_FIELD,
     MISSING_FIELD,
@@ -35,22 +35,23 @@ from imnm_ingest.domain.conversion import (
     UNSUPPORTED,
     ConversionRejected,
     canonical,
+    put_present,
 )
 
 LAB_MESSAGES = frozenset({"ORU^R01"})
 PHARMACY_MESSAGES = frozenset({"RDE^O11", "OMP^O09", "RDS^O13"})
+SUPPORTED_MESSAGES = LAB_MESSAGES | PHARMACY_MESSAGES
 
 _LOINC_SYSTEMS = frozenset({"LN", "LOINC", "2.16.840.1.113883.6.1"})
 _RXNORM_SYSTEMS = frozenset({"RXNORM", "RXN", "2.16.840.1.113883.6.88"})
 _ATC_SYSTEMS = frozenset({"ATC", "WHO-ATC", "WHOATC", "2.16.840.1.113883.6.73"})
-_LOINC_CODE = re.compile(r"^[0-9]{1,7}-[0-9]$")
+_LOINC_CODE = re.compile(LOINC_PATTERN)
 _ATC_CODE = re.compile(r"^[A-Z](?:[0-9]{2}(?:[A-Z](?:[A-Z](?:[0-9]{2})?)?)?)?$")
 
 # OBX-2 value types.
 _NUMERIC_TYPES = frozenset({"NM"})
 _CODED_TYPES = frozenset({"CWE", "CE", "CNE", "CF"})
 _TEXT_TYPES = frozenset({"ST", "TX", "FT", "IS", "ID"})
-_MAX_VALUE_TEXT = 256  # events.v1 LabResultEvent.value_text
 
 # OBX-11 observation result status (HL7 table 0085) -> events.v1 status; None: no result here.
 _RESULT_STATUS: dict[str, str | None] = {
@@ -195,27 +196,11 @@ def _parse(message: bytes | str) -> list[_Segment]:
 
 def _timestamp(raw: str, field: str, local_tz: tzinfo, where: str = "") -> str:
     """An HL7 DTM (YYYY[MM[DD[HH[MM[SS[.S+]]]]]][+/-ZZZZ]) as RFC 3339 with an offset."""
-    match = _DTM.match(raw)
-    if match is None:
+    at = _datetime(raw, local_tz)
+    if at is None:
         raise ConversionRejected(
             f"{field}: not an HL7 timestamp {_short(raw)}{where}", INVALID_FIELD
         )
-    year, month, day, hour, minute, second, fraction, sign, off_h, off_m = match.groups()
-    try:
-        zone: tzinfo = local_tz
-        if sign is not None:
-            if int(off_m) >= 60:
-                raise ValueError("offset minutes")
-            offset = timedelta(hours=int(off_h), minutes=int(off_m))
-            zone = timezone(-offset if sign == "-" else offset)
-        at = datetime(
-            int(year), int(month or 1), int(day or 1), int(hour or 0), int(minute or 0),
-            int(second or 0), int((fraction or "0").ljust(6, "0")), tzinfo=zone,
-        )
-    except (ValueError, OverflowError):
-        raise ConversionRejected(
-            f"{field}: not an HL7 timestamp {_short(raw)}{where}", INVALID_FIELD
-        ) from None
     utc_offset = at.utcoffset()
     if utc_offset is None:
         raise ValueError(f"local_tz {local_tz!r} gives no UTC offset")  # the caller's bug
@@ -224,6 +209,27 @@ def _timestamp(raw: str, field: str, local_tz: tzinfo, where: str = "") -> str:
         # minutes, so state the same instant in UTC.
         at = at.astimezone(UTC)
     return at.isoformat()
+
+
+def _datetime(raw: str, local_tz: tzinfo) -> datetime | None:
+    """An HL7 DTM as a datetime (in ``local_tz`` without an offset); None if it is not one."""
+    match = _DTM.match(raw)
+    if match is None:
+        return None
+    year, month, day, hour, minute, second, fraction, sign, off_h, off_m = match.groups()
+    try:
+        zone: tzinfo = local_tz
+        if sign is not None:
+            if int(off_m) >= 60:
+                return None
+            offset = timedelta(hours=int(off_h), minutes=int(off_m))
+            zone = timezone(-offset if sign == "-" else offset)
+        return datetime(
+            int(year), int(month or 1), int(day or 1), int(hour or 0), int(minute or 0),
+            int(second or 0), int((fraction or "0").ljust(6, "0")), tzinfo=zone,
+        )
+    except (ValueError, OverflowError):
+        return None
 
 
 def _number(raw: str) -> float | None:
@@ -255,10 +261,10 @@ class _Header:
         if not code:
             raise ConversionRejected("MSH-9: no message type", MISSING_FIELD)
         self.message_type = f"{code}^{trigger}" if trigger else code
-        if self.message_type not in LAB_MESSAGES | PHARMACY_MESSAGES:
+        if self.message_type not in SUPPORTED_MESSAGES:
             raise ConversionRejected(
                 f"MSH-9: message type {_short(self.message_type)} is not converted (supported: "
-                f"{', '.join(sorted(LAB_MESSAGES | PHARMACY_MESSAGES))})",
+                f"{', '.join(sorted(SUPPORTED_MESSAGES))})",
                 UNSUPPORTED,
             )
         self.control_id = msh.get(10)
@@ -273,32 +279,47 @@ def events_from_hl7v2(message: bytes | str, *, local_tz: tzinfo = UTC) -> list[C
     """Convert one ER7 message (MLLP framing and \\r, \\n or \\r\\n separators tolerated)."""
     segments = _parse(message)
     header = _Header(segments[0])
-    if not any(segment.name == "PID" for segment in segments):
+    pid = next((segment for segment in segments if segment.name == "PID"), None)
+    if pid is None:
         raise ConversionRejected("PID-3: no patient identifier (no PID segment)", MISSING_FIELD)
     if header.message_type in LAB_MESSAGES:
+        # ORU^R01 may carry several patients: each PID is read where its results follow.
         objects = list(_lab_results(header, segments, local_tz))
     else:
-        objects = list(_medication_orders(header, segments, local_tz))
+        objects = list(_medication_orders(header, pid, segments, local_tz))
     return canonical(objects, where=f"{header.message_type} {header.control_id}")
 
 
 # --- ORU^R01 ---------------------------------------------------------------------------------
+class _Request(NamedTuple):
+    """What an OBX reads from its OBR: set id, order number (filler, else placer), collection
+    time (OBR-7); read once per OBR."""
+
+    set_id: str = "1"
+    order: str = ""
+    collected: str = ""
+
+    @classmethod
+    def of(cls, obr: _Segment) -> _Request:
+        return cls(obr.get(1) or "1", obr.get(3, 1) or obr.get(2, 1), obr.get(7, 1))
+
+
 def _lab_results(
     header: _Header, segments: list[_Segment], local_tz: tzinfo
 ) -> Iterator[dict[str, Any]]:
     patient_id: str | None = None
-    obr: _Segment | None = None
+    request = _Request()  # results before any OBR
     position = 0
     for segment in segments[1:]:
         if segment.name == "PID":  # ORU^R01 may carry several patients, each with its results
             patient_id = _patient_id(segment)
         elif segment.name == "OBR":
-            obr, position = segment, 0
+            request, position = _Request.of(segment), 0
         elif segment.name == "OBX":
             position += 1
             if patient_id is None:
                 raise ConversionRejected("PID-3: no patient identifier before OBX", MISSING_FIELD)
-            event = _lab_result(header, patient_id, obr, segment, position, local_tz)
+            event = _lab_result(header, patient_id, request, segment, position, local_tz)
             if event is not None:
                 yield event
 
@@ -316,10 +337,10 @@ def _loinc(obx: _Segment, where: str) -> str | None:
 
 
 def _lab_result(
-    header: _Header, patient_id: str, obr: _Segment | None, obx: _Segment, position: int,
+    header: _Header, patient_id: str, request: _Request, obx: _Segment, position: int,
     local_tz: tzinfo,
 ) -> dict[str, Any] | None:
-    obr_set = (obr.get(1) if obr else "") or "1"
+    obr_set = request.set_id
     obx_set = obx.get(1) or str(position)
     where = f" (OBR {obr_set}, OBX {obx_set})"
     loinc = _loinc(obx, where)
@@ -340,50 +361,26 @@ def _lab_result(
         "event_id": f"hl7v2:{header.control_id}:{obr_set}:{obx_set}",
         "patient_id": patient_id,
         "event_type": "lab_result",
-        "occurred_at": _lab_time(header, obr, obx, where, local_tz),
+        "occurred_at": _lab_time(header, request.collected, obx, where, local_tz),
         "source": header.source,
         "loinc": loinc,
         "status": status,
-        "result_id": _result_id(header, obr, obx, loinc),
+        "result_id": _result_id(header, request.order, obx, loinc),
     }
-    if value is not None:
-        event["value"] = value
-    if value_text is not None:
-        event["value_text"] = value_text
-    unit = obx.get(6, 1) or obx.get(6, 2)
-    if unit:
-        event["unit"] = unit
-    high = _reference_high(obx.get(7, 1))
-    if high is not None:
-        event["reference_high"] = high
+    put_present(event, value=value, value_text=value_text,
+                unit=obx.get(6, 1) or obx.get(6, 2) or None,
+                reference_high=_reference_high(obx.get(7, 1)))
     return event
 
 
 def _observation_value(obx: _Segment, where: str) -> tuple[float | None, str | None]:
     value_type = obx.get(2).upper()
     if value_type in _NUMERIC_TYPES:
-        raw = obx.get(5)
-        if not raw:
-            return None, None
-        number = _number(raw)
-        if number is None:
-            raise ConversionRejected(
-                f"OBX-5: not a number {_short(raw)} for value type NM{where}", INVALID_FIELD
-            )
-        # events.v1 values are >= 0; a negative result (base excess) is kept as text.
-        return (number, None) if number >= 0 else (None, raw)
+        return _numeric(obx.get(5), value_type, where)
     if value_type == "SN":  # structured numeric: comparator ^ num1 ^ separator ^ num2
         comparator, first, separator, second = (obx.get(5, i) for i in (1, 2, 3, 4))
         if comparator in ("", "=") and not separator and not second:
-            if not first:
-                return None, None
-            number = _number(first)
-            if number is None:
-                raise ConversionRejected(
-                    f"OBX-5: not a number {_short(first)} for value type SN{where}",
-                    INVALID_FIELD,
-                )
-            return (number, None) if number >= 0 else (None, first)
+            return _numeric(first, value_type, where)
         text = f"{comparator}{first}{separator}{second}".strip()
         return None, _clip(text) if text else None
     if value_type in _CODED_TYPES:
@@ -400,8 +397,21 @@ def _observation_value(obx: _Segment, where: str) -> tuple[float | None, str | N
     return None, None  # ED, RP, DT, TS, CQ, ...: nothing events.v1 can carry
 
 
+def _numeric(raw: str, value_type: str, where: str) -> tuple[float | None, str | None]:
+    if not raw:
+        return None, None
+    number = _number(raw)
+    if number is None:
+        raise ConversionRejected(
+            f"OBX-5: not a number {_short(raw)} for value type {value_type}{where}",
+            INVALID_FIELD,
+        )
+    # events.v1 values are >= 0; a negative result (base excess) is kept as text.
+    return (number, None) if number >= 0 else (None, raw)
+
+
 def _clip(text: str) -> str:
-    return text if len(text) <= _MAX_VALUE_TEXT else text[: _MAX_VALUE_TEXT - 1] + "…"
+    return text if len(text) <= MAX_VALUE_TEXT else text[: MAX_VALUE_TEXT - 1] + "…"
 
 
 def _reference_high(raw: str) -> float | None:
@@ -410,12 +420,11 @@ def _reference_high(raw: str) -> float | None:
 
 
 def _lab_time(
-    header: _Header, obr: _Segment | None, obx: _Segment, where: str, local_tz: tzinfo
+    header: _Header, collected: str, obx: _Segment, where: str, local_tz: tzinfo
 ) -> str:
     observed = obx.get(14, 1)
     if observed:
         return _timestamp(observed, "OBX-14", local_tz, where)
-    collected = obr.get(7, 1) if obr else ""
     if collected:
         return _timestamp(collected, "OBR-7", local_tz, where)
     if header.sent_at:
@@ -425,8 +434,7 @@ def _lab_time(
     )
 
 
-def _result_id(header: _Header, obr: _Segment | None, obx: _Segment, loinc: str) -> str:
-    order = (obr.get(3, 1) or obr.get(2, 1)) if obr else ""
+def _result_id(header: _Header, order: str, obx: _Segment, loinc: str) -> str:
     result_id = f"hl7v2:{order or header.control_id}:{loinc}"
     sub_id = obx.get(4)
     return f"{result_id}:{sub_id}" if sub_id else result_id
@@ -434,9 +442,9 @@ def _result_id(header: _Header, obr: _Segment | None, obx: _Segment, loinc: str)
 
 # --- RDE^O11, OMP^O09, RDS^O13 ---------------------------------------------------------------
 def _medication_orders(
-    header: _Header, segments: list[_Segment], local_tz: tzinfo
+    header: _Header, pid: _Segment, segments: list[_Segment], local_tz: tzinfo
 ) -> Iterator[dict[str, Any]]:
-    patient_id = _patient_id(next(s for s in segments if s.name == "PID"))
+    patient_id = _patient_id(pid)
     groups: list[list[_Segment]] = []
     for segment in segments[1:]:
         if segment.name == "ORC":
@@ -482,16 +490,10 @@ def _medication_order(
         raise ConversionRejected(f"{wanted}: no {wanted} segment for the order{where}",
                                  MISSING_FIELD)
     event["medication"] = _medication(give, code_at, where)
-    dose = _dose(give, amount_at, units_at, where)
-    if dose is not None:
-        event["dose"] = dose
-    frequency = _order_frequency(group, orc, rxe)
-    if frequency is not None:
-        event["frequency"] = frequency
     rxr = first.get("RXR")
-    route = _route(rxr) if rxr is not None else None
-    if route:
-        event["route"] = route
+    put_present(event, dose=_dose(give, amount_at, units_at, where),
+                frequency=_order_frequency(group, orc, rxe),
+                route=(_route(rxr) if rxr is not None else None) or None)
     return event
 
 

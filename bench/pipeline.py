@@ -290,11 +290,16 @@ async def _processing_rate(cluster: TrackerCluster, workers: list[WorkerProcess]
     enough for the timer's tick after the catch-up, which judges everybody at ``now``). The end
     is then the broker timestamp of the newest transition, or, if later, the last poll that still
     saw events unconsumed. The start is the last poll that saw nothing consumed. Both are known to
-    within one poll; a tiny stream consumed between two polls still gets a non-zero interval."""
+    within one poll. A poll's time is taken when its scrape returns, so a tiny stream can be
+    consumed, and its alerts published, while the scrape that still reports nothing consumed is
+    on its way back: then no observation lies after the start but before the end, and the end is
+    the first poll that saw everything consumed (an upper bound, within one poll), never a
+    run of 0 s."""
     first: float | None = None
     idle = time.time()  # the last poll at which nothing was consumed yet
     gc_before = 0.0  # the workers' collector time at that poll
     pending = idle  # the last poll at which some events were not consumed yet
+    complete: float | None = None  # the first poll at which every event was consumed
     settled: tuple[float, float] | None = None  # (published count, since when)
     deadline = time.monotonic() + RUN_TIMEOUT_SECONDS
     while time.monotonic() < deadline:
@@ -328,14 +333,18 @@ async def _processing_rate(cluster: TrackerCluster, workers: list[WorkerProcess]
         if consumed < total:
             pending = now
         else:
+            if complete is None:
+                complete = now
             if settled is None or settled[0] != published:
                 settled = (published, now)
             elif now - settled[1] >= SETTLE_SECONDS:
-                assert first is not None
+                assert first is not None and complete is not None
                 last_alert = await _newest_timestamp(cluster.bootstrap, [
                     TopicPartition(cluster.topics.alerts, p) for p in range(cluster.partitions)
                 ])
                 seconds = max(last_alert, pending) - first
+                if seconds <= 0:
+                    seconds = complete - first
                 return TrackerRun(
                     events_per_second=total / seconds,
                     batches=int(batches),

@@ -32,7 +32,8 @@ WARM_UP = 20  # messages converted before the clock starts (imports, first-call 
 EXAMPLES = 3
 
 _FIELDS = {
-    "lab_result": ("loinc", "value", "value_text", "unit", "reference_high", "status"),
+    "lab_result": ("loinc", "value", "comparator", "value_text", "unit", "reference_high",
+                   "status"),
     "medication_order": ("status", "medication", "dose", "frequency", "route"),
     "diagnosis": ("condition", "status", "antibody", "statin_associated"),
     "muscle_assessment": ("instrument", "score"),

@@ -136,7 +136,10 @@ def _oru(e: dict[str, Any], control_id: str) -> list[str]:
     at = _dtm(e["occurred_at"])
     loinc = _escape(e["loinc"])
     value, value_text = e.get("value"), e.get("value_text")
-    if value is not None:
+    comparator = e.get("comparator")
+    if value is not None and comparator is not None:
+        value_type, observed = "SN", f"{_escape(comparator)}^{_number(value)}"
+    elif value is not None:
         value_type, observed = "NM", _number(value)
     elif value_text is not None:
         value_type, observed = "ST", _text(value_text)
@@ -243,6 +246,8 @@ def _observation(e: dict[str, Any]) -> dict[str, Any]:
     }
     if e.get("value") is not None:
         resource["valueQuantity"] = _quantity(e["value"], e.get("unit"))
+        if e.get("comparator") is not None:
+            resource["valueQuantity"]["comparator"] = e["comparator"]
     elif e.get("value_text") is not None:
         resource["valueString"] = e["value_text"]
     if e.get("reference_high") is not None:

@@ -56,6 +56,12 @@ class LabResultEvent(_Envelope):
     event_type: Literal["lab_result"]
     loinc: str = Field(min_length=3, max_length=16, pattern=LOINC_PATTERN)
     value: float | None = Field(default=None, ge=0)
+    comparator: Literal["<", "<=", ">=", ">"] | None = Field(
+        default=None,
+        description="The result is a bound, not a measurement: the true value is `comparator` "
+        '`value` (FHIR Quantity.comparator; HL7 v2 SN). A creatine kinase reported as ">2000" '
+        "above the analyser's range is value 2000 with comparator \">\". Requires value.",
+    )
     value_text: str | None = Field(default=None, min_length=1, max_length=MAX_VALUE_TEXT)
     unit: str | None = Field(default=None, max_length=32, description="UCUM unit, e.g. U/L.")
     reference_high: float | None = Field(default=None, ge=0)
@@ -66,6 +72,8 @@ class LabResultEvent(_Envelope):
     def _value_present_and_plausible(self) -> LabResultEvent:
         if self.value is None and self.value_text is None and self.status != "entered-in-error":
             raise ValueError("value: one of value or value_text is required")
+        if self.comparator is not None and self.value is None:
+            raise ValueError("comparator: a comparator needs the value it bounds")
         if (
             self.loinc == CREATINE_KINASE_LOINC
             and self.value is not None

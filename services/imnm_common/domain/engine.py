@@ -258,7 +258,8 @@ def _record_lab(
     ]
     if event.status in {"final", "corrected"} and event.value is not None:
         series.append(
-            LabValue(at, event.value, event.event_id, event.result_id, event.reference_high)
+            LabValue(at, event.value, event.event_id, event.result_id, event.reference_high,
+                     event.comparator)
         )
         series.sort(key=lambda r: r.at)
         horizon = series[-1].at - config.lab_history_days * DAY

@@ -78,6 +78,31 @@ def mg(value: float) -> str:
     return f"{value:.1f}".rstrip("0").rstrip(".")
 
 
+def proven_above(result: LabValue, limit: float) -> bool:
+    """Every value the result allows is above ``limit`` (a bound proves only one side)."""
+    comparator = result.comparator
+    if comparator is None or comparator == ">=":
+        return result.value > limit
+    if comparator == ">":
+        return result.value >= limit
+    return False  # "<", "<=": no lower bound
+
+
+def proven_below(result: LabValue, limit: float) -> bool:
+    """Every value the result allows is below ``limit``."""
+    comparator = result.comparator
+    if comparator is None or comparator == "<=":
+        return result.value < limit
+    if comparator == "<":
+        return result.value <= limit
+    return False  # ">", ">=": no upper bound
+
+
+def shown(result: LabValue) -> str:
+    """The result as the laboratory reported it: "2000", ">2000"."""
+    return f"{result.comparator or ''}{result.value:g}"
+
+
 def _order_evidence(orders: list[MedicationOrder], at: float) -> list[str]:
     ids: list[str] = []
     for order in orders:
@@ -413,20 +438,25 @@ def taper_relapse_risk(ctx: RuleContext) -> list[Finding]:
     evidence: list[str] = []
     since: float | None = None
     cks = [r for r in p.state.creatine_kinase if taper_start <= r.at <= p.at]
-    if cks:
+    # A result reported as a lower bound (">2000") cannot be the lowest: its value is unknown
+    # from above. One reported as an upper bound ("<20") can, by that bound.
+    bounded = [r for r in cks if r.comparator not in (">", ">=")]
+    if cks and bounded:
         latest = max(cks, key=lambda r: r.at)
-        lowest = min(cks, key=lambda r: r.value)
+        lowest = min(bounded, key=lambda r: r.value)
         upper = latest.reference_high or cfg.default_ck_upper_limit
         if (
-            latest.value > upper
-            and latest.value > cfg.ck_rise_factor * lowest.value
+            proven_above(latest, upper)
+            and proven_above(latest, cfg.ck_rise_factor * lowest.value)
             and dose <= dose_at(p.steps, latest.at) + 1e-6
         ):
             ratio = f"{latest.value / lowest.value:.1f}x" if lowest.value > 0 else "above"
+            if latest.comparator or lowest.comparator:
+                ratio = f"at least {ratio}"  # the bounds leave the true ratio larger
             reasons.append(
-                f"CK {latest.value:g} U/L on {day(latest.at)} is above the upper limit "
+                f"CK {shown(latest)} U/L on {day(latest.at)} is above the upper limit "
                 f"({upper:g}) and {ratio} the lowest CK since the "
-                f"taper began ({lowest.value:g} U/L on {day(lowest.at)})"
+                f"taper began ({shown(lowest)} U/L on {day(lowest.at)})"
             )
             evidence += [lowest.event_id, latest.event_id]
             since = _dose_not_raised_since(p.steps, latest.at, p.at)
@@ -523,18 +553,22 @@ def tacrolimus_trough_out_of_range(ctx: RuleContext) -> list[Finding]:
     if not troughs:
         return []
     latest = max(troughs, key=lambda t: t.at)
-    if cfg.low_ng_per_ml <= latest.value <= cfg.high_ng_per_ml:
+    # A bound ("<2" below the assay's range) is out of range only if every value it allows is.
+    if proven_below(latest, cfg.low_ng_per_ml):
+        direction = "low"
+    elif proven_above(latest, cfg.high_ng_per_ml):
+        direction = "high"
+    else:
         return []
-    direction = "low" if latest.value < cfg.low_ng_per_ml else "high"
     return [
         Finding(
             slot="tacrolimus_trough_out_of_range",
             rule="tacrolimus_trough_out_of_range",
             since=max(latest.at, ctx.tracked_since),
-            summary=f"Tacrolimus trough {direction}: {latest.value:g} ng/mL (target "
+            summary=f"Tacrolimus trough {direction}: {shown(latest)} ng/mL (target "
             f"{cfg.low_ng_per_ml:g}-{cfg.high_ng_per_ml:g})",
             detail=(
-                f"Tacrolimus trough {latest.value:g} ng/mL on {day(latest.at)} is outside the "
+                f"Tacrolimus trough {shown(latest)} ng/mL on {day(latest.at)} is outside the "
                 f"target range {cfg.low_ng_per_ml:g}-{cfg.high_ng_per_ml:g} ng/mL for refractory "
                 "IMNM: "
                 + (

@@ -93,6 +93,9 @@ class LabValue(NamedTuple):
     event_id: str
     result_id: str | None = None
     reference_high: float | None = None
+    # "<", "<=", ">=", ">": ``value`` only bounds the result (a CK above the analyser's range);
+    # the rules draw from it only what every value within the bound would give.
+    comparator: str | None = None
 
 
 class MuscleScore(NamedTuple):
@@ -248,14 +251,18 @@ class PatientState:
 
 
 DAY = 86_400.0
-_FORMAT = 4
+_FORMAT = 5
+_FORMAT_WITHOUT_COMPARATOR = 4  # lab rows of five fields (no comparator); still read
 _FORMAT_WITHOUT_SETTLED = 3  # written before orders were settled; still read
-_FORMATS_READ = frozenset({_FORMAT, _FORMAT_WITHOUT_SETTLED})
+_FORMATS_READ = frozenset({_FORMAT, _FORMAT_WITHOUT_COMPARATOR, _FORMAT_WITHOUT_SETTLED})
 
 
 _version = OrderVersion._make
-_lab_value = LabValue._make
 _score = MuscleScore._make
+
+
+def _lab_value(row: list[Any]) -> LabValue:
+    return LabValue(*row)  # rows of formats 3 and 4 end before ``comparator``
 
 
 def _settled_to_list(settled: SettledOrders | None) -> list[Any] | None:

@@ -298,7 +298,7 @@ def _observation(raw: dict[str, Any], context: _Context) -> list[EventObject]:
     loinc = _code_in(obs.code, LOINC)
     if loinc is None:
         return []  # not a LOINC-coded result: nothing the tracker reads
-    value, value_text, unit = _observation_value(obs)
+    value, value_text, unit, comparator = _observation_value(obs)
     no_value = value is None and value_text is None and obs.dataAbsentReason is None
     if no_value and (obs.hasMember or obs.component):
         return []  # a panel: its members are Observations of their own
@@ -323,25 +323,38 @@ def _observation(raw: dict[str, Any], context: _Context) -> list[EventObject]:
         "result_id": f"fhir:Observation/{key}",
         "status": status,
     }
-    put_present(event, value=value, value_text=value_text, unit=unit,
+    put_present(event, value=value, comparator=comparator, value_text=value_text, unit=unit,
                 reference_high=_reference_high(obs))
     event["event_id"] = _event_id("Observation", key, obs.meta, event)
     return [event]
 
 
-def _observation_value(obs: Observation) -> tuple[float | None, str | None, str | None]:
+def _observation_value(
+    obs: Observation,
+) -> tuple[float | None, str | None, str | None, str | None]:
+    """(value, value_text, unit, comparator) of an Observation."""
     if obs.valueQuantity is not None:
         quantity = obs.valueQuantity
         if quantity.value is None:
             raise ConversionRejected("Observation.valueQuantity.value: no number", MISSING_FIELD)
-        return float(quantity.value), None, _unit(quantity)
+        comparator = quantity.comparator
+        if comparator is not None and comparator not in _COMPARATORS:
+            raise ConversionRejected(
+                f"Observation.valueQuantity.comparator: {comparator!r} is not one of "
+                f"{', '.join(sorted(_COMPARATORS))}", INVALID_FIELD,
+            )
+        return float(quantity.value), None, _unit(quantity), comparator
     if obs.valueInteger is not None:
-        return float(obs.valueInteger), None, None
+        return float(obs.valueInteger), None, None, None
     if obs.valueString is not None:
-        return None, _text(obs.valueString), None
+        return None, _text(obs.valueString), None, None
     if obs.valueCodeableConcept is not None:
-        return None, _concept_text(obs.valueCodeableConcept), None
-    return None, None, None
+        return None, _concept_text(obs.valueCodeableConcept), None, None
+    return None, None, None, None
+
+
+# Quantity.comparator (R4): the value is a bound ("<", "<=", ">=", ">"); R5's "ad" is not R4.
+_COMPARATORS = frozenset({"<", "<=", ">=", ">"})
 
 
 def _reference_high(obs: Observation) -> float | None:

@@ -354,7 +354,7 @@ def _lab_result(
     status = _RESULT_STATUS[flag] if flag else "final"
     if status is None:
         return None
-    value, value_text = _observation_value(obx, where)
+    value, value_text, comparator = _observation_value(obx, where)
     if value is None and value_text is None and status != "entered-in-error":
         return None  # pending, cancelled or unsupported value type: nothing to record
     event: dict[str, Any] = {
@@ -367,34 +367,46 @@ def _lab_result(
         "status": status,
         "result_id": _result_id(header, request.order, obx, loinc),
     }
-    put_present(event, value=value, value_text=value_text,
+    put_present(event, value=value, comparator=comparator, value_text=value_text,
                 unit=obx.get(6, 1) or obx.get(6, 2) or None,
                 reference_high=_reference_high(obx.get(7, 1)))
     return event
 
 
-def _observation_value(obx: _Segment, where: str) -> tuple[float | None, str | None]:
+def _observation_value(
+    obx: _Segment, where: str
+) -> tuple[float | None, str | None, str | None]:
+    """(value, value_text, comparator) of an OBX."""
     value_type = obx.get(2).upper()
     if value_type in _NUMERIC_TYPES:
-        return _numeric(obx.get(5), value_type, where)
+        return *_numeric(obx.get(5), value_type, where), None
     if value_type == "SN":  # structured numeric: comparator ^ num1 ^ separator ^ num2
         comparator, first, separator, second = (obx.get(5, i) for i in (1, 2, 3, 4))
-        if comparator in ("", "=") and not separator and not second:
-            return _numeric(first, value_type, where)
+        if first and not separator and not second:
+            if comparator in ("", "="):
+                return *_numeric(first, value_type, where), None
+            if comparator in _BOUNDS:  # ">^2000": above the analyser's range
+                value, _ = _numeric(first, value_type, where)
+                if value is not None:
+                    return value, None, comparator
+        # "<>", ranges ("^10^-^20"), ratios and negative bounds: kept as they were reported
         text = f"{comparator}{first}{separator}{second}".strip()
-        return None, _clip(text) if text else None
+        return None, _clip(text) if text else None, None
     if value_type in _CODED_TYPES:
         parts = [
             obx.get(5, 2, rep=rep) or obx.get(5, 1, rep=rep)
             for rep in range(1, obx.repetitions(5) + 1)
         ]
         text = "; ".join(part for part in parts if part)
-        return None, _clip(text) if text else None
+        return None, _clip(text) if text else None, None
     if value_type in _TEXT_TYPES:
         lines = [obx.get(5, 1, rep=rep) for rep in range(1, obx.repetitions(5) + 1)]
         text = "\n".join(line for line in lines if line)
-        return None, _clip(text) if text else None
-    return None, None  # ED, RP, DT, TS, CQ, ...: nothing events.v1 can carry
+        return None, _clip(text) if text else None, None
+    return None, None, None  # ED, RP, DT, TS, CQ, ...: nothing events.v1 can carry
+
+
+_BOUNDS = frozenset({"<", "<=", ">=", ">"})  # SN comparators that bound one number
 
 
 def _numeric(raw: str, value_type: str, where: str) -> tuple[float | None, str | None]:

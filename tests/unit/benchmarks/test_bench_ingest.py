@@ -49,6 +49,8 @@ _LABS = [
      "status": "preliminary"},
     {"event_id": "lab-3", "loinc": "2157-6", "status": "entered-in-error"},
     {"event_id": "lab-4", "loinc": "2157-6", "value": 0.00001, "status": "cancelled"},
+    {"event_id": "lab-5", "loinc": "2157-6", "value": 20000, "comparator": ">", "unit": "U/L"},
+    {"event_id": "lab-6", "loinc": "35151-2", "value": 1.5, "comparator": "<="},
 ]
 _ORDERS = [
     {"event_id": "ord-1", "order_id": "O 1/2", "status": "on-hold",

@@ -31,6 +31,7 @@ GOOD_EVENTS = {
     "lab": good(
         event_type="lab_result", loinc="2157-6", value=4200, unit="U/L", reference_high=200
     ),
+    "lab_bound": good(event_type="lab_result", loinc="2157-6", value=20000, comparator=">"),
     "lab_text": good(event_type="lab_result", loinc="93493-5", value_text="positive"),
     "order": good(
         event_type="medication_order",
@@ -128,6 +129,11 @@ BAD: list[tuple[str, bytes | str, str, str]] = [
      "creatine kinase 1e+06 is implausible"),
     ("lab without any value", json.dumps(_drop(LAB, "value")), "invalid_value",
      "value: one of value or value_text is required"),
+    ("comparator without a value",
+     json.dumps(_set(_drop(_set(LAB, "hemolysed", "value_text"), "value"), ">", "comparator")),
+     "invalid_value", "comparator: a comparator needs the value it bounds"),
+    ("unknown comparator", json.dumps(_set(LAB, "~", "comparator")), "schema_violation",
+     "comparator:"),
     ("bad LOINC", json.dumps(_set(LAB, "CK", "loinc")), "schema_violation", "loinc:"),
     ("unknown lab status", json.dumps(_set(LAB, "draft", "status")), "schema_violation",
      "status:"),

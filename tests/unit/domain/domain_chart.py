@@ -139,10 +139,12 @@ class Chart:
         result_id: str | None = None,
         unit: str | None = None,
         eid: str | None = None,
+        comparator: str | None = None,
     ) -> Event:
         return self.add(
             "lab_result", day, eid, loinc=loinc, value=value, value_text=value_text,
             reference_high=reference_high, status=status, result_id=result_id, unit=unit,
+            comparator=comparator,
         )
 
     def ck(self, day: float, value: float, **kw: Any) -> Event:

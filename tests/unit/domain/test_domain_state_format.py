@@ -62,3 +62,20 @@ def test_the_readable_form_names_every_field() -> None:
     assert readable["creatine_kinase"][1]["value"] == 700.0
     assert readable["mmt8_scores"][0]["score"] == 120.0
     orjson.dumps(readable)  # plain JSON: no tuples left that a reader would see as arrays
+
+
+def test_a_bound_survives_the_table_and_older_rows_read_without_one() -> None:
+    chart = _chart()
+    chart.ck(4, 2000, comparator=">")
+    state = _state(chart)
+    decoded = PatientState.from_bytes(state.to_bytes())
+    assert [(r.value, r.comparator) for r in decoded.creatine_kinase] == [
+        (900.0, None), (700.0, None), (2000.0, ">")]
+    # format 4 (before comparators): lab rows of five fields, read with no comparator
+    raw = orjson.loads(_state(_chart()).to_bytes())
+    raw[0] = 4
+    raw[6] = [row[:5] for row in raw[6]]
+    older = PatientState.from_bytes(orjson.dumps(raw))
+    assert [(r.value, r.comparator) for r in older.creatine_kinase] == [
+        (900.0, None), (700.0, None)]
+    assert older == _state(_chart())

@@ -94,6 +94,22 @@ def test_non_ucum_quantity_keeps_the_human_unit() -> None:
     assert (event.event_type, event.value, event.unit) == ("lab_result", 812.5, "IU/L")
 
 
+@pytest.mark.parametrize("comparator", ["<", "<=", ">=", ">"])
+def test_quantity_comparator_makes_the_value_a_bound(comparator: str) -> None:
+    obs = changed(ck_observation(), valueQuantity={"value": 20000, "comparator": comparator,
+                                                   "unit": "U/L", "system": UCUM, "code": "U/L"})
+    [event] = convert(obs)
+    assert (event.event_type, event.value, event.comparator) == (
+        "lab_result", 20000.0, comparator)
+
+
+def test_a_comparator_r4_does_not_define_is_refused_with_its_element() -> None:
+    obs = changed(ck_observation(), valueQuantity={"value": 5, "comparator": "ad",
+                                                   "unit": "U/L", "system": UCUM, "code": "U/L"})
+    reason = rejected(obs, INVALID_FIELD)
+    assert reason.startswith("Observation.valueQuantity.comparator: 'ad' is not one of ")
+
+
 def test_anti_hmgcr_positive_as_codeable_concept_and_as_string() -> None:
     [coded] = convert(hmgcr_observation())
     assert fields(coded) == {

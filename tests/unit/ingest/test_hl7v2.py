@@ -61,8 +61,8 @@ def dumped(event: CanonicalEvent) -> dict[str, Any]:
 def lab(**fields: Any) -> dict[str, Any]:
     base: dict[str, Any] = {
         "event_type": "lab_result", "patient_id": "MRN-1001", "source": "hl7v2:LABSYS",
-        "value": None, "value_text": None, "unit": None, "reference_high": None,
-        "status": "final",
+        "value": None, "comparator": None, "value_text": None, "unit": None,
+        "reference_high": None, "status": "final",
     }
     return base | fields
 
@@ -192,21 +192,39 @@ def test_text_results_anti_hmgcr_positive_and_coded_srp() -> None:
 
 
 @pytest.mark.parametrize(
-    ("value_type", "value", "expected_value", "expected_text"),
+    ("value_type", "value", "expected_value", "expected_comparator", "expected_text"),
     [
-        ("CWE", "10828004^^SCT", None, "10828004"),  # no text component: the code
-        ("TX", "Strongly positive~(1:640)", None, "Strongly positive\n(1:640)"),
-        ("SN", "^182", 182.0, None),
-        ("SN", ">^20000", None, ">20000"),
-        ("NM", "-2", None, "-2"),  # events.v1 values are >= 0: kept as text
+        ("CWE", "10828004^^SCT", None, None, "10828004"),  # no text component: the code
+        ("TX", "Strongly positive~(1:640)", None, None, "Strongly positive\n(1:640)"),
+        ("SN", "^182", 182.0, None, None),
+        ("SN", "=^182", 182.0, None, None),
+        # above or below the analyser's range: a bound the rules can reason with
+        ("SN", ">^20000", 20000.0, ">", None),
+        ("SN", ">=^20000", 20000.0, ">=", None),
+        ("SN", "<^10", 10.0, "<", None),
+        ("SN", "<=^10", 10.0, "<=", None),
+        # what no single bound says: kept as reported
+        ("SN", "<>^182", None, None, "<>182"),
+        ("SN", "^100^-^200", None, None, "100-200"),
+        ("SN", "^1^:^128", None, None, "1:128"),
+        ("SN", ">^-5", None, None, ">-5"),
+        ("NM", "-2", None, None, "-2"),  # events.v1 values are >= 0: kept as text
     ],
 )
 def test_other_value_types(
-    value_type: str, value: str, expected_value: float | None, expected_text: str | None
+    value_type: str, value: str, expected_value: float | None,
+    expected_comparator: str | None, expected_text: str | None,
 ) -> None:
     event = only(ck_with(f"OBX|1|{value_type}|2157-6^CK^LN||{value}|U/L|||||F"))
     assert isinstance(event, LabResultEvent)
-    assert (event.value, event.value_text) == (expected_value, expected_text)
+    assert (event.value, event.comparator, event.value_text) == (
+        expected_value, expected_comparator, expected_text)
+
+
+def test_a_bound_that_is_not_a_number_is_refused_with_its_field() -> None:
+    error = rejected(ck_with("OBX|1|SN|2157-6^CK^LN||>^lots|U/L|||||F"))
+    assert error.code == INVALID_FIELD
+    assert "OBX-5: not a number 'lots' for value type SN (OBR 1, OBX 1)" in error.reason
 
 
 @pytest.mark.parametrize(

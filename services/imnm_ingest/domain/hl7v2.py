@@ -1,5 +1,5 @@
-"""HL7 v2 (ER7) -> events.v1: lab results (ORU^R01) and pharmacy orders (RDE^O11, OMP^O09,
-RDS^O13).
+"""HL7 v2 (ER7) -> events.v1: lab results (ORU^R01) and pharmacy orders (v2.5+: RDE^O11,
+OMP^O09, RDS^O13; v2.3/2.4: RDE^O01, RDS^O01, and ORM^O01 orders with an RXO).
 
 Pure: no I/O, no clock. One raw message becomes zero or more canonical events, or is rejected
 as a whole with :class:`ConversionRejected` whose reason names the segment-field
@@ -39,7 +39,12 @@ from imnm_ingest.domain.conversion import (
 )
 
 LAB_MESSAGES = frozenset({"ORU^R01"})
-PHARMACY_MESSAGES = frozenset({"RDE^O11", "OMP^O09", "RDS^O13"})
+PHARMACY_MESSAGES = frozenset({"RDE^O11", "OMP^O09", "RDS^O13", "RDE^O01", "RDS^O01", "ORM^O01"})
+# Messages whose orders are requested (RXO) rather than pharmacy-encoded (RXE).
+_REQUESTED_ORDER_MESSAGES = frozenset({"OMP^O09", "ORM^O01"})
+# ORM^O01 is the general order message of v2.3/2.4: lab, radiology, diet and nursing orders use
+# it too (OBR, ODS, ...). Only an order group with a pharmacy segment is a medication order.
+_PHARMACY_ORDER_SEGMENTS = frozenset({"RXO", "RXE"})
 SUPPORTED_MESSAGES = LAB_MESSAGES | PHARMACY_MESSAGES
 
 _LOINC_SYSTEMS = frozenset({"LN", "LOINC", "2.16.840.1.113883.6.1"})
@@ -452,7 +457,7 @@ def _result_id(header: _Header, order: str, obx: _Segment, loinc: str) -> str:
     return f"{result_id}:{sub_id}" if sub_id else result_id
 
 
-# --- RDE^O11, OMP^O09, RDS^O13 ---------------------------------------------------------------
+# --- RDE^O11, OMP^O09, RDS^O13; RDE^O01, RDS^O01, ORM^O01 -----------------------------------
 def _medication_orders(
     header: _Header, pid: _Segment, segments: list[_Segment], local_tz: tzinfo
 ) -> Iterator[dict[str, Any]]:
@@ -466,6 +471,10 @@ def _medication_orders(
     if not groups:
         raise ConversionRejected("ORC: no order in the message", MISSING_FIELD)
     for group in groups:
+        if header.message_type == "ORM^O01" and len(group) > 1 and not any(
+            segment.name in _PHARMACY_ORDER_SEGMENTS for segment in group
+        ):
+            continue  # an order for something other than a medication
         yield _medication_order(header, patient_id, group, local_tz)
 
 
@@ -498,7 +507,7 @@ def _medication_order(
     elif rxo is not None:
         give, code_at, amount_at, units_at = rxo, 1, 2, 4
     else:
-        wanted = "RXO" if header.message_type == "OMP^O09" else "RXE"
+        wanted = "RXO" if header.message_type in _REQUESTED_ORDER_MESSAGES else "RXE"
         raise ConversionRejected(f"{wanted}: no {wanted} segment for the order{where}",
                                  MISSING_FIELD)
     event["medication"] = _medication(give, code_at, where)

@@ -1,4 +1,4 @@
-"""HL7 v2 (ER7) -> events.v1: ORU^R01 lab results and RDE/OMP/RDS pharmacy orders."""
+"""HL7 v2 (ER7) -> events.v1: ORU^R01 lab results and RDE/OMP/RDS/ORM pharmacy orders."""
 
 from __future__ import annotations
 
@@ -32,6 +32,7 @@ from hypothesis import strategies as st
 
 from imnm_common.contracts.events import (
     CanonicalEvent,
+    Frequency,
     LabResultEvent,
     MedicationOrderEvent,
     parse_event_object,
@@ -442,6 +443,91 @@ def test_rds_dispense_and_v23_quantity_timing() -> None:
         dose={"value": 100.0, "unit": "mg"}, frequency={"times": 2, "period": 1.0, "unit": "d"},
         route="PO",
     )
+
+
+# --- v2.3 / v2.4 pharmacy messages ----------------------------------------------------------
+MSH_V23 = "MSH|^~\\&|PHARMSYS|GENHOSP|IMNM|GENHOSP|{sent}||{type}|{control}|P|2.3"
+
+
+def test_v23_rde_o01_reads_rxe_and_its_quantity_timing() -> None:
+    message = er7(
+        MSH_V23.format(sent="20250120090000-0500", type="RDE^O01", control="RDE23-1"),
+        PID,
+        "ORC|NW|ORD-23^EPIC|||||^BID^^20250120||20250120085500-0500",
+        "RXE|1^BID^^20250120|6851^methotrexate 2.5 MG Oral Tablet^RXNORM|15||mg",
+        "RXR|PO",
+    )
+    event = only(message)
+    assert dumped(event) == order(
+        event_id="hl7v2:RDE23-1:ORD-23", occurred_at="2025-01-20T08:55:00-05:00",
+        order_id="ORD-23", status="active",
+        medication={"rxnorm": "6851", "atc": None,
+                    "name": "methotrexate 2.5 MG Oral Tablet"},
+        dose={"value": 15.0, "unit": "mg"}, frequency={"times": 2, "period": 1.0, "unit": "d"},
+        route="PO",
+    )
+
+
+def test_v23_rds_o01_dispense() -> None:
+    message = er7(
+        MSH_V23.format(sent="20250121120000+0000", type="RDS^O01", control="DSP23-1"),
+        PID,
+        "ORC|RE|ORD-24||||||||20250121115000+0000",
+        "RXE|1^QD|8640^prednisone^RXNORM|40||mg",
+        "RXD|1|8640^prednisone^RXNORM|20250121|30|TAB",
+    )
+    event = only(message)
+    assert (event.event_id, event.status, event.frequency) == (
+        "hl7v2:DSP23-1:ORD-24", "active", Frequency(times=1, period=1.0, unit="d"))
+
+
+def test_orm_o01_pharmacy_order_reads_rxo_and_orc_7() -> None:
+    message = er7(
+        MSH_V23.format(sent="20250122100000+0000", type="ORM^O01", control="ORM-1"),
+        PID,
+        "ORC|NW|ORD-25^CPOE|||||1^Q1W^^20250122||20250122095500+0000",
+        "RXO|6851^methotrexate^RXNORM|20||mg",
+        "RXR|PO",
+    )
+    event = only(message)
+    assert dumped(event) == order(
+        event_id="hl7v2:ORM-1:ORD-25", occurred_at="2025-01-22T09:55:00+00:00",
+        order_id="ORD-25", status="active",
+        medication={"rxnorm": "6851", "atc": None, "name": "methotrexate"},
+        dose={"value": 20.0, "unit": "mg"}, frequency={"times": 1, "period": 1.0, "unit": "wk"},
+        route="PO",
+    )
+
+
+def test_orm_o01_orders_for_other_things_are_not_medication_orders() -> None:
+    lab_only = er7(
+        MSH_V23.format(sent="20250122100000+0000", type="ORM^O01", control="ORM-2"),
+        PID,
+        "ORC|NW|LAB-77^CPOE|||||||20250122095500+0000",
+        "OBR|1|LAB-77^CPOE||2157-6^Creatine kinase^LN",
+    )
+    assert events_from_hl7v2(lab_only) == []
+    mixed = er7(
+        MSH_V23.format(sent="20250122100000+0000", type="ORM^O01", control="ORM-3"),
+        PID,
+        "ORC|NW|LAB-78^CPOE|||||||20250122095500+0000",
+        "OBR|1|LAB-78^CPOE||2157-6^Creatine kinase^LN",
+        "ORC|NW|ORD-26^CPOE|||||||20250122095500+0000",
+        "RXO|83367^atorvastatin^RXNORM|40||mg",
+    )
+    assert [e.event_id for e in events_from_hl7v2(mixed)] == ["hl7v2:ORM-3:ORD-26"]
+
+
+def test_orm_o01_order_without_its_detail_is_refused_naming_rxo() -> None:
+    # A discontinue sent as a bare ORC: which drug it stops is not in the message.
+    bare = er7(
+        MSH_V23.format(sent="20250122100000+0000", type="ORM^O01", control="ORM-4"),
+        PID,
+        "ORC|DC|ORD-25^CPOE|||||||20250123095500+0000",
+    )
+    error = rejected(bare)
+    assert (error.code, error.reason) == (
+        MISSING_FIELD, "RXO: no RXO segment for the order (order 'ORD-25')")
 
 
 def test_one_event_per_order_group() -> None:

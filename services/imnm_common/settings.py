@@ -50,6 +50,9 @@ class Settings(BaseSettings):
     console_port: int = Field(default=8080, ge=1, le=65535)
     console_group_id: str = "imnm-console"
     console_timezone: str = "UTC"  # the IANA zone pages show times in (the site's)
+    # The header in which the hospital's sign-in proxy names the signed-in user (e.g.
+    # X-Forwarded-User); empty: no proxy, pharmacists type their name.
+    console_user_header: str = ""
 
     ingest_group_id: str = "imnm-ingest"
     ingest_metrics_host: str = "127.0.0.1"

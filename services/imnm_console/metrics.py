@@ -30,8 +30,12 @@ class ConsoleMetrics:
         )
         self.actions_refused = Counter(
             "imnm_console_actions_refused",
-            "Actions not taken, by reason (invalid, not_found, refused, conflict, "
+            "Actions not taken, by reason (invalid, wrong_user, not_found, refused, conflict, "
             "publish_failed).", ["reason"], registry=r,
+        )
+        self.unsigned_requests = Counter(
+            "imnm_console_unsigned_requests",
+            "Requests refused (401) for want of the sign-in proxy's user header.", registry=r,
         )
 
     def watch_worklist(self, counts: Callable[[], dict[WorkState, int]]) -> None:

@@ -52,17 +52,19 @@ class Console:
                 self.process.wait()
         return self.process.returncode
 
-    def get(self, path: str) -> tuple[int, dict]:
+    def get(self, path: str, headers: dict[str, str] | None = None) -> tuple[int, dict]:
+        request = urllib.request.Request(self.url + path, headers=headers or {})
         try:
-            with urllib.request.urlopen(self.url + path, timeout=10) as response:
+            with urllib.request.urlopen(request, timeout=10) as response:
                 return response.status, json.loads(response.read())
         except urllib.error.HTTPError as error:
             return error.code, json.loads(error.read())
 
-    def post(self, path: str, body: dict) -> tuple[int, dict]:
+    def post(self, path: str, body: dict, headers: dict[str, str] | None = None
+             ) -> tuple[int, dict]:
         request = urllib.request.Request(
             self.url + path, data=json.dumps(body).encode(), method="POST",
-            headers={"Content-Type": "application/json"},
+            headers={"Content-Type": "application/json", **(headers or {})},
         )
         try:
             with urllib.request.urlopen(request, timeout=10) as response:
@@ -234,6 +236,36 @@ def test_actions_are_published_once_keyed_by_patient(console: Console, kafka_boo
     assert card["work_state"] == "overridden" and card["last_action_by"] == "pharm.it"
     assert console.metric("imnm_console_actions_total") == 1
     assert console.metric("imnm_console_actions_refused_total") == 2
+    assert console.stop() == 0
+    assert "no sign-in proxy configured (IMNM_CONSOLE_USER_HEADER)" in console.log.read_text()
+
+
+def test_behind_a_sign_in_proxy_actions_carry_the_signed_in_user(
+    console: Console, kafka_bootstrap: str
+) -> None:
+    import asyncio
+
+    transitions = engine_transitions(patients=6, seed=11)
+    open_one = next(t for t in {t.alert_id: t for t in transitions}.values()
+                    if t.status == "open")
+    asyncio.run(publish(kafka_bootstrap, console.topics["alerts"], messages_of(transitions)))
+    console.env["IMNM_CONSOLE_USER_HEADER"] = "X-Forwarded-User"
+    console.start()
+    console.wait_consumed(len(transitions))
+
+    status, refused = console.get("/api/alerts")
+    assert status == 401 and "X-Forwarded-User" in refused["detail"]
+    who = {"X-Forwarded-User": "jdoe@hospital.example"}
+    status, listed = console.get("/api/alerts", headers=who)
+    assert status == 200 and listed["total"] > 0
+    status, action = console.post(f"/api/alerts/{open_one.alert_id}/actions",
+                                  {"action": "acknowledge", "reason": "addressed"}, who)
+    assert status == 201 and action["user"] == "jdoe@hospital.example", action
+    published = asyncio.run(
+        read_topic(kafka_bootstrap, console.topics["alert_actions"], want=1))
+    assert [orjson.loads(r.value)["user"] for r in published] == ["jdoe@hospital.example"]
+    assert console.stop() == 0
+    assert "no sign-in proxy configured" not in console.log.read_text()
 
 
 def test_console_refuses_to_start_without_a_broker(tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
@@ -31,10 +31,13 @@ from imnm_console.service_layer.actions import (
     ActionService,
     AlertNotFound,
     InvalidAction,
+    WrongUser,
     first_error_message,
 )
 
 TEMPLATE_DIR = str(Path(__file__).with_name("templates"))
+# What a monitoring system reads without signing in: neither shows a patient.
+_OPERATIONS_PATHS = frozenset({"/healthz", "/metrics"})
 PAGE_SIZE = 50
 SNOOZE_CHOICES = {"4": "4 hours", "24": "1 day", "72": "3 days", "168": "7 days"}
 StateFilter = Literal[
@@ -53,6 +56,12 @@ def card_json(card: AlertCard, now: datetime) -> dict[str, Any]:
     return data
 
 
+def signed_in(request: Request) -> str | None:
+    """The user the sign-in proxy vouched for, or None when the console runs without one."""
+    user: str | None = getattr(request.state, "user", None)
+    return user
+
+
 def create_app(
     store: AlertStore,
     service: ActionService,
@@ -60,11 +69,40 @@ def create_app(
     now: Callable[[], datetime],
     feed_status: Callable[[], str] = lambda: "running",
     display_zone: tzinfo = UTC,
+    user_header: str | None = None,
     **fastapi_options: Any,
 ) -> FastAPI:
-    """``display_zone``: the site's time zone, in which pages show times (the API uses UTC)."""
+    """``display_zone``: the site's time zone, in which pages show times (the API uses UTC).
+
+    ``user_header``: the request header in which the hospital's sign-in proxy (SSO) names the
+    signed-in user. Set, every page and API call needs it (401 without), and actions are
+    recorded in that user's name; unset, the pharmacist types a name (for a closed network
+    only). The console must then be reachable through the proxy alone, which sets the header.
+    """
     app = FastAPI(title="imnm-safety pharmacy alert console", **fastapi_options)
     templates = Jinja2Templates(directory=TEMPLATE_DIR)
+
+    if user_header is not None:
+        header = user_header
+
+        @app.middleware("http")
+        async def sign_in_required(
+            request: Request, call_next: Callable[[Request], Awaitable[Response]]
+        ) -> Response:
+            if request.url.path in _OPERATIONS_PATHS:
+                return await call_next(request)
+            user = request.headers.get(header, "").strip()
+            if not user:
+                metrics.unsigned_requests.inc()
+                message = (f"sign-in required: the request has no {header} header from the "
+                           "hospital's sign-in proxy")
+                if request.url.path.startswith("/api/"):
+                    return JSONResponse({"detail": message}, status_code=401)
+                return templates.TemplateResponse(
+                    request, "sign_in_required.html", {"message": message}, status_code=401
+                )
+            request.state.user = user
+            return await call_next(request)
 
     def when(at: datetime, seconds: bool = False) -> str:
         return at.astimezone(display_zone).strftime(
@@ -124,6 +162,7 @@ def create_app(
             "actions": actions, "error": error, "form": form or {},
             "resolution_rule": info.resolution if info else "",
             "snooze_choices": SNOOZE_CHOICES, "action_id": f"act-{uuid.uuid4().hex}",
+            "signed_in": signed_in(request),
         }, status_code=status_code)
 
     @app.post("/alerts/{alert_id}/actions", response_class=HTMLResponse)
@@ -146,14 +185,16 @@ def create_app(
                     raise InvalidAction("snooze: choose how long to snooze for")
                 snooze_until = now() + timedelta(hours=int(snooze_hours))
             body = ActionRequest.model_validate({
-                "action": action, "reason": reason, "user": user, "comment": comment,
+                "action": action, "reason": reason, "user": user or None, "comment": comment,
                 "snooze_until": snooze_until, "action_id": action_id or None,
             })
-            await service.act(alert_id, body)
+            await service.act(alert_id, body, signed_in(request))
         except ValidationError as error:
             return await _alert_page(request, alert_id, first_error_message(error), 422, form)
         except InvalidAction as error:
             return await _alert_page(request, alert_id, error.reason, 422, form)
+        except WrongUser as error:
+            return await _alert_page(request, alert_id, str(error), 403, form)
         except ActionRefused as error:
             return await _alert_page(request, alert_id, error.reason, 409, form)
         except ActionConflict as error:
@@ -202,9 +243,11 @@ def create_app(
         }
 
     @app.post("/api/alerts/{alert_id}/actions", status_code=201)
-    async def act(alert_id: str, body: ActionRequest) -> Response:
+    async def act(request: Request, alert_id: str, body: ActionRequest) -> Response:
         try:
-            action, new = await service.act(alert_id, body)
+            action, new = await service.act(alert_id, body, signed_in(request))
+        except WrongUser as error:
+            raise HTTPException(403, str(error)) from error
         except AlertNotFound as error:
             raise HTTPException(404, f"no alert {alert_id}") from error
         except InvalidAction as error:

@@ -79,7 +79,11 @@ async def serve(settings: Settings, bootstrap: str) -> None:
     service = ActionService(store, ActionPublisher(producer, settings.topics.alert_actions),
                             metrics, utc_now)
     app = create_app(store, service, metrics, utc_now, lambda: status["feed"],
-                     display_zone=ZoneInfo(settings.console_timezone), lifespan=lifespan)
+                     display_zone=ZoneInfo(settings.console_timezone),
+                     user_header=settings.console_user_header or None, lifespan=lifespan)
+    if not settings.console_user_header:
+        log.warning("no sign-in proxy configured (IMNM_CONSOLE_USER_HEADER): actions are "
+                    "recorded under the name typed; keep the console on a closed network")
     # No access log: the worklist's patient filter is a query parameter (PHI stays out of logs).
     config = uvicorn.Config(app, host=settings.console_host, port=settings.console_port,
                             access_log=False, log_level=settings.log_level.lower(),

@@ -28,14 +28,34 @@ class ActionRequest(BaseModel):
 
     action: Literal["acknowledge", "override", "snooze"]
     reason: ActionReason
-    user: str = Field(min_length=1, max_length=128)
+    # Behind a sign-in proxy the console takes the user from it (``acting_as``); without one,
+    # the client names them.
+    user: str | None = Field(default=None, min_length=1, max_length=128)
     comment: str = Field(default="", max_length=2000)
     snooze_until: AwareDatetime | None = None
     action_id: str | None = Field(default=None, min_length=1, max_length=128)
 
 
+    def acting_as(self, signed_in: str | None) -> ActionRequest:
+        """The request with the user who acts: the signed-in one when the console runs behind
+        a sign-in proxy (a different name in the request is refused), else the one named."""
+        if signed_in is None:
+            if self.user is None:
+                raise InvalidAction("user: who acts is required (your name)")
+            return self
+        if self.user is not None and self.user != signed_in:
+            raise WrongUser(
+                f"user: the request names {self.user!r} but you are signed in as {signed_in!r}"
+            )
+        return self.model_copy(update={"user": signed_in})
+
+
 class AlertNotFound(Exception):
     pass
+
+
+class WrongUser(Exception):
+    """An action in someone else's name."""
 
 
 class ActionConflict(Exception):
@@ -59,8 +79,19 @@ class ActionService:
     ) -> None:
         self._store, self._publisher, self._metrics, self._now = store, publisher, metrics, now
 
-    async def act(self, alert_id: str, request: ActionRequest) -> tuple[AlertAction, bool]:
-        """The action taken, and False when it had been taken before (same action id)."""
+    async def act(
+        self, alert_id: str, request: ActionRequest, signed_in: str | None = None
+    ) -> tuple[AlertAction, bool]:
+        """The action taken, and False when it had been taken before (same action id).
+        ``signed_in``: the user the sign-in proxy vouched for, if the console runs behind one."""
+        try:
+            request = request.acting_as(signed_in)
+        except InvalidAction:
+            self._refused("invalid")
+            raise
+        except WrongUser:
+            self._refused("wrong_user")
+            raise
         action_id = request.action_id or f"act-{uuid.uuid4().hex}"
         earlier = await asyncio.to_thread(self._store.find_action, action_id)
         if earlier is not None:
@@ -77,7 +108,7 @@ class ActionService:
             action = AlertAction(
                 action_id=action_id, alert_id=alert_id, patient_id=card.patient_id,
                 action=request.action, reason=request.reason, comment=request.comment,
-                user=request.user, at=now, snooze_until=request.snooze_until,
+                user=request.user or "", at=now, snooze_until=request.snooze_until,
             )
         except ValidationError as error:
             self._refused("invalid")

@@ -370,3 +370,84 @@ def test_pages_show_times_in_the_sites_zone_and_the_api_in_utc(store: AlertStore
         assert 'href="/?state=all&amp;patient=P-001"' in alert  # the patient's other alerts
         api = client.get(f"/api/alerts/{ALERT}").json()
         assert datetime.fromisoformat(api["raised_at"]) == RAISED
+
+
+# ------------------------------------------------------------------ behind a sign-in proxy
+USER_HEADER = "X-Forwarded-User"
+
+
+@pytest.fixture
+def signed_console(store: AlertStore) -> Iterator[Console]:
+    _seed(store)
+    metrics = ConsoleMetrics()
+    publisher = RecordingPublisher()
+    service = ActionService(store, publisher, metrics, lambda: NOW)
+    app = create_app(store, service, metrics, lambda: NOW, user_header=USER_HEADER)
+    with TestClient(app) as client:
+        yield Console(client, store, publisher, metrics, ["running"])
+
+
+def test_without_the_proxys_header_nothing_with_patients_is_served(
+    signed_console: Console,
+) -> None:
+    client = signed_console.client
+    for path in ("/", f"/alerts/{ALERT}"):
+        page = client.get(path)
+        assert page.status_code == 401
+        assert "sign-in required" in page.text and "P-001" not in page.text
+    api = client.get("/api/alerts")
+    assert api.status_code == 401
+    assert api.json() == {"detail": "sign-in required: the request has no X-Forwarded-User "
+                                    "header from the hospital's sign-in proxy"}
+    posted = client.post(f"/alerts/{ALERT}/actions", data=_form(), follow_redirects=False)
+    assert posted.status_code == 401
+    assert signed_console.publisher.published == []
+    # operations stay readable to monitoring, which signs in nowhere
+    assert client.get("/healthz").status_code == 200
+    metrics = client.get("/metrics").text
+    assert "imnm_console_unsigned_requests_total 4.0" in metrics
+
+
+def test_actions_are_recorded_in_the_signed_in_users_name(signed_console: Console) -> None:
+    client = signed_console.client
+    who = {USER_HEADER: "jdoe@hospital.example"}
+    page = client.get(f"/alerts/{ALERT}", headers=who).text
+    assert 'data-testid="acting-as"' in page and 'name="user"' not in page
+    assert "signed in as jdoe@hospital.example" in page
+    form = _form()
+    del form["user"]
+    response = client.post(f"/alerts/{ALERT}/actions", data=form, headers=who,
+                           follow_redirects=False)
+    assert response.status_code == 303
+    (published,) = signed_console.publisher.published
+    assert published.user == "jdoe@hospital.example"
+    assert signed_console.store.get(ALERT).last_action_by == "jdoe@hospital.example"
+    api = client.post(f"/api/alerts/{ALERT}/actions", headers=who,
+                      json={"action": "snooze", "reason": "prescriber_contacted",
+                            "snooze_until": (NOW + timedelta(hours=4)).isoformat()})
+    assert api.status_code == 201 and api.json()["user"] == "jdoe@hospital.example"
+
+
+def test_an_action_in_someone_elses_name_is_403(signed_console: Console) -> None:
+    client = signed_console.client
+    who = {USER_HEADER: "jdoe@hospital.example"}
+    api = client.post(f"/api/alerts/{ALERT}/actions", headers=who,
+                      json={"action": "acknowledge", "reason": "addressed", "user": "asmith"})
+    assert api.status_code == 403
+    assert api.json()["detail"] == ("user: the request names 'asmith' but you are signed in "
+                                    "as 'jdoe@hospital.example'")
+    form = client.post(f"/alerts/{ALERT}/actions", data=_form(user="asmith"), headers=who,
+                       follow_redirects=False)
+    assert form.status_code == 403 and "signed in as" in form.text
+    assert signed_console.publisher.published == []
+    assert signed_console.store.actions_of(ALERT) == []
+    metrics = client.get("/metrics").text
+    assert 'imnm_console_actions_refused_total{reason="wrong_user"} 2.0' in metrics
+
+
+def test_without_a_proxy_the_api_needs_a_name(console: Console) -> None:
+    response = console.client.post(f"/api/alerts/{ALERT}/actions",
+                                   json={"action": "acknowledge", "reason": "addressed"})
+    assert response.status_code == 422
+    assert response.json()["detail"] == "user: who acts is required (your name)"
+    assert console.publisher.published == []

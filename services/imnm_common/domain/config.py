@@ -77,6 +77,11 @@ class MethotrexateDailyConfig(_RuleConfig):
     min_period_days: float = Field(default=7.0, gt=0)
 
 
+class MethotrexateDoseConfig(_RuleConfig):
+    # The seed's IMNM range is 15-25 mg once weekly: one dose above the top of it is checked.
+    max_mg_per_week: float = Field(default=25.0, gt=0)
+
+
 class TacrolimusTroughConfig(_RuleConfig):
     low_ng_per_ml: float = Field(default=5.0, ge=0)
     high_ng_per_ml: float = Field(default=10.0, gt=0)
@@ -96,6 +101,7 @@ class RulesConfig(BaseModel):
     taper_relapse_risk: TaperRelapseRiskConfig = TaperRelapseRiskConfig()
     methotrexate_daily_dosing: MethotrexateDailyConfig = MethotrexateDailyConfig()
     tacrolimus_trough_out_of_range: TacrolimusTroughConfig = TacrolimusTroughConfig()
+    methotrexate_dose_above_range: MethotrexateDoseConfig = MethotrexateDoseConfig()
     pulse_threshold_mg_per_day: float = Field(default=250.0, gt=0)
     seen_event_ids_kept: int = Field(default=16, ge=0)
     lab_history_days: float = Field(default=400.0, gt=0)

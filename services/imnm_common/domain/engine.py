@@ -67,12 +67,12 @@ _RULES_READING_ORDERS_OF = {
     "vitamin_d": ("calcium_vitamin_d_missing",),
     "bone_protection": ("bone_protection_review",),
     "steroid_sparing": ("steroid_sparing_agent_missing", "methotrexate_daily_dosing",
-                        "ck_monitoring_overdue", "muscle_assessment_overdue",
-                        "taper_relapse_risk"),
+                        "methotrexate_dose_above_range", "ck_monitoring_overdue",
+                        "muscle_assessment_overdue", "taper_relapse_risk"),
     "glucocorticoid": tuple(
         name for name in RULES
         if name not in ("statin_active", "methotrexate_daily_dosing",
-                        "tacrolimus_trough_out_of_range")
+                        "methotrexate_dose_above_range", "tacrolimus_trough_out_of_range")
     ),
 }
 # Rules that read the treatment phase, which also moves when an IVIG/rituximab window closes
@@ -181,7 +181,8 @@ def _record_order(state: PatientState, event: MedicationOrderEvent, at: float) -
         return False  # possibly a settled order's: history before the horizon is final
     # Only statin and methotrexate alerts quote the order's agents, name and dose: others do
     # not carry that text in the state, which every table write copies.
-    quoted = DrugClass.STATIN in recognition.classes or "methotrexate" in recognition.agents
+    methotrexate = "methotrexate" in recognition.agents
+    quoted = DrugClass.STATIN in recognition.classes or methotrexate
     mg_per_day = None
     if recognition.prednisone_factor is not None and event.dose is not None:
         dose_mg = knowledge.mass_in_mg(event.dose.value, event.dose.unit)
@@ -199,6 +200,10 @@ def _record_order(state: PatientState, event: MedicationOrderEvent, at: float) -
         prednisone_equivalent_mg_per_day=mg_per_day,
         period_days=_administration_period_days(event),
         dose_text=_dose_text(event) if quoted else "",
+        mg_per_dose=(
+            knowledge.mass_in_mg(event.dose.value, event.dose.unit)
+            if methotrexate and event.dose is not None else None
+        ),
     )
     if order is None:
         order = MedicationOrder(

@@ -7,7 +7,7 @@ replay from any point and a live stream agree. Rule documentation for clinicians
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from functools import lru_cache
@@ -24,7 +24,14 @@ from imnm_common.domain.picture import (
     dose_at,
     therapy_intervals,
 )
-from imnm_common.domain.state import DAY, LabValue, MedicationOrder, MuscleScore, TaperPhase
+from imnm_common.domain.state import (
+    DAY,
+    LabValue,
+    MedicationOrder,
+    MuscleScore,
+    OrderVersion,
+    TaperPhase,
+)
 
 SEED = "IMNM treatment guidance (project clinical source: shared/seeds/imnm-treatment.txt)"
 
@@ -503,25 +510,33 @@ def taper_relapse_risk(ctx: RuleContext) -> list[Finding]:
 
 # ---------------------------------------------------------------------------------------------
 # 10. methotrexate_daily_dosing
-def methotrexate_daily_dosing(ctx: RuleContext) -> list[Finding]:
-    cfg = ctx.config.methotrexate_daily_dosing
-    p = ctx.picture
-    findings = []
+def _methotrexate_holding(
+    p: ClinicalPicture, holds: Callable[[OrderVersion], bool]
+) -> Iterator[tuple[MedicationOrder, OrderVersion, float]]:
+    """Methotrexate orders in force whose current version ``holds``: the order, that version
+    and the start of the order's uninterrupted run of in-force versions that hold."""
     for order in p.orders_in_force(DrugClass.STEROID_SPARING):
         if "methotrexate" not in order.agents:
             continue
         version = order.version_at(p.at)
-        if version is None or version.period_days is None:
-            continue
-        if version.period_days >= cfg.min_period_days:
+        if version is None or not holds(version):
             continue
         since = version.at
         for older in reversed(order.versions[: order.versions.index(version)]):
-            if not older.in_force or older.period_days is None:
-                break
-            if older.period_days >= cfg.min_period_days:
+            if not older.in_force or not holds(older):
                 break
             since = older.at
+        yield order, version, since
+
+
+def methotrexate_daily_dosing(ctx: RuleContext) -> list[Finding]:
+    cfg = ctx.config.methotrexate_daily_dosing
+
+    def more_often_than_weekly(version: OrderVersion) -> bool:
+        return version.period_days is not None and version.period_days < cfg.min_period_days
+
+    findings = []
+    for order, version, since in _methotrexate_holding(ctx.picture, more_often_than_weekly):
         findings.append(
             Finding(
                 slot=f"methotrexate_daily_dosing:{order.order_id}",
@@ -584,6 +599,50 @@ def tacrolimus_trough_out_of_range(ctx: RuleContext) -> list[Finding]:
             ],
         )
     ]
+
+
+# ---------------------------------------------------------------------------------------------
+# 12. methotrexate_dose_above_range
+def methotrexate_dose_above_range(ctx: RuleContext) -> list[Finding]:
+    cfg = ctx.config.methotrexate_dose_above_range
+    daily = ctx.config.methotrexate_daily_dosing
+
+    def above_range(version: OrderVersion) -> bool:
+        # Doses more often than weekly are methotrexate_daily_dosing's (one alert for one
+        # wrong order, not two); without a frequency the dose alone is judged.
+        return (
+            version.mg_per_dose is not None
+            and version.mg_per_dose > cfg.max_mg_per_week
+            and (version.period_days is None or version.period_days >= daily.min_period_days)
+        )
+
+    findings = []
+    for order, version, since in _methotrexate_holding(ctx.picture, above_range):
+        dose = mg(version.mg_per_dose or 0.0)
+        findings.append(
+            Finding(
+                slot=f"methotrexate_dose_above_range:{order.order_id}",
+                rule="methotrexate_dose_above_range",
+                since=max(since, ctx.tracked_since),
+                summary=f"Methotrexate {dose} mg per dose, above {mg(cfg.max_mg_per_week)} mg "
+                "weekly",
+                detail=(
+                    f"Order {order.order_id} ({order.label}, {version.dose_text}) gives "
+                    f"{dose} mg of methotrexate in one dose, more than the "
+                    f"{mg(cfg.max_mg_per_week)} mg a week at the top of the IMNM range "
+                    "(15-25 mg once weekly). A slipped decimal (75 mg for 7.5 mg) is the "
+                    "classic cause; an overdose causes fatal bone-marrow, mucosal and liver "
+                    "toxicity."
+                ),
+                evidence=[version.event_id],
+                suggestions=[
+                    "Hold and verify the dose with the prescriber before the next dose",
+                    "Check the units and the decimal point of the ordered dose",
+                    "Prescribe folic acid alongside weekly methotrexate",
+                ],
+            )
+        )
+    return findings
 
 
 RULES: dict[str, tuple[RuleInfo, Callable[[RuleContext], list[Finding]]]] = {
@@ -664,5 +723,14 @@ RULES: dict[str, tuple[RuleInfo, Callable[[RuleContext], list[Finding]]]] = {
                  (f"{SEED}: tacrolimus target trough 5-10 ng/mL",),
                  "a later trough is within range", immediate=True),
         tacrolimus_trough_out_of_range,
+    ),
+    "methotrexate_dose_above_range": (
+        RuleInfo("methotrexate_dose_above_range", "critical",
+                 (f"{SEED}: methotrexate 15-25 mg weekly",
+                  "ISMP: methotrexate is a high-alert medication; verify doses outside the "
+                  "usual range"),
+                 "the methotrexate dose is within the weekly range now or the order is no "
+                 "longer in force", immediate=True),
+        methotrexate_dose_above_range,
     ),
 }

@@ -43,6 +43,7 @@ class OrderVersion(NamedTuple):
     prednisone_equivalent_mg_per_day: float | None = None  # glucocorticoids with a mass dose
     period_days: float | None = None  # days between administrations, for frequency rules
     dose_text: str = ""
+    mg_per_dose: float | None = None  # methotrexate with a mass dose, for its dose range
 
     @property
     def in_force(self) -> bool:
@@ -252,17 +253,21 @@ class PatientState:
 
 DAY = 86_400.0
 _FORMAT = 5
-_FORMAT_WITHOUT_COMPARATOR = 4  # lab rows of five fields (no comparator); still read
+_FORMAT_WITHOUT_COMPARATOR = 4  # five-field lab rows, six-field order versions; still read
 _FORMAT_WITHOUT_SETTLED = 3  # written before orders were settled; still read
 _FORMATS_READ = frozenset({_FORMAT, _FORMAT_WITHOUT_COMPARATOR, _FORMAT_WITHOUT_SETTLED})
 
 
-_version = OrderVersion._make
 _score = MuscleScore._make
 
 
+# Rows of formats 3 and 4 end before ``mg_per_dose`` and ``comparator``: the defaults fill in.
+def _version(row: list[Any]) -> OrderVersion:
+    return OrderVersion(*row)
+
+
 def _lab_value(row: list[Any]) -> LabValue:
-    return LabValue(*row)  # rows of formats 3 and 4 end before ``comparator``
+    return LabValue(*row)
 
 
 def _settled_to_list(settled: SettledOrders | None) -> list[Any] | None:

@@ -38,6 +38,7 @@ RULES = [
     "bone_protection_review", "steroid_sparing_agent_missing", "ck_monitoring_overdue",
     "muscle_assessment_overdue", "taper_too_fast", "taper_relapse_risk",
     "methotrexate_daily_dosing", "tacrolimus_trough_out_of_range",
+    "methotrexate_dose_above_range",
 ]
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples" / "events.jsonl"
 
@@ -53,7 +54,8 @@ def rich_history() -> Chart:
     c.mmt8(0, 100)
     c.stop("statin", 2, "Lipitor 40 mg")
     c.rx("mtx", 3, "methotrexate", dose=15, times=1, period=1, per="d")
-    c.rx("mtx", 4, "methotrexate", dose=15, times=1, period=1, per="wk")
+    c.rx("mtx", 4, "methotrexate", dose=75, times=1, period=1, per="wk")  # 7.5 intended
+    c.rx("mtx", 5, "methotrexate", dose=15, times=1, period=1, per="wk")
     c.ck(20, 3100, reference_high=200, result_id="ck-2")
     c.mmt8(20, 120)
     c.rx("tmp", 35, "Bactrim SS", dose=1, unit="tablet")

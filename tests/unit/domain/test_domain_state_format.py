@@ -34,7 +34,7 @@ def test_rows_are_arrays_and_times_stay_floats() -> None:
     raw = orjson.loads(encoded)
     orders, cks, scores = raw[5], raw[6], raw[8]
     version = orders[0][5][0]
-    assert version == [ts(0), "active", version[2], 60.0, 1.0, ""]
+    assert version == [ts(0), "active", version[2], 60.0, 1.0, "", None]
     assert cks[0][:2] == [ts(1), 900.0]
     assert cks[1][0] == ts(2.5) + 0.25  # a fraction is kept
     assert scores == [[ts(3), 120.0, scores[0][2]]]
@@ -71,10 +71,12 @@ def test_a_bound_survives_the_table_and_older_rows_read_without_one() -> None:
     decoded = PatientState.from_bytes(state.to_bytes())
     assert [(r.value, r.comparator) for r in decoded.creatine_kinase] == [
         (900.0, None), (700.0, None), (2000.0, ">")]
-    # format 4 (before comparators): lab rows of five fields, read with no comparator
+    # format 4: lab rows of five fields and order versions of six, read with the defaults
     raw = orjson.loads(_state(_chart()).to_bytes())
     raw[0] = 4
     raw[6] = [row[:5] for row in raw[6]]
+    for order in raw[5]:
+        order[5] = [version[:6] for version in order[5]]
     older = PatientState.from_bytes(orjson.dumps(raw))
     assert [(r.value, r.comparator) for r in older.creatine_kinase] == [
         (900.0, None), (700.0, None)]

@@ -53,6 +53,9 @@ from imnm_tracker.state_cache import DEFAULT_MAX_PATIENTS, CachedStateStore
 from imnm_tracker.stored import StoredHeader, StoredValueError
 
 log = logging.getLogger(__name__)
+# A due time before any clinical time: the next tick takes the patient (and judges at its own
+# last instant, not at this one).
+RE_JUDGE_AT = 0.0
 
 
 class StateStore(Protocol):
@@ -292,18 +295,24 @@ class TrackerCore:
         log.info("partitions %s revoked: %d patients handed over", revoked, dropped)
 
     async def on_recovered(self, active_partitions: Iterable[int]) -> None:
-        """Rebuild the due index from the recovered table, for the partitions we own now."""
+        """Rebuild the due index from the recovered table, for the partitions we own now.
+        Patients judged under another rules configuration are due at once: the next tick
+        judges every rule of theirs again (``engine.advance``)."""
         active = set(active_partitions)
         started = time.perf_counter()
+        rules = engine.rules_fingerprint(self.config)
         async with self.lock:
             self.store.clear()  # the changelog may have replaced any value
             entries: list[tuple[str, int, float | None]] = []
-            unreadable = 0
+            unreadable = rejudged = 0
             for patient_id, header in self.store.headers():
                 if isinstance(header, StoredValueError):
                     unreadable += 1
                 elif header.partition in active:
-                    entries.append((patient_id, header.partition, header.due))
+                    due = header.due
+                    if header.rules != rules:
+                        due, rejudged = RE_JUDGE_AT, rejudged + 1
+                    entries.append((patient_id, header.partition, due))
             self.index.rebuild(entries)
             self.progress.recovered(active)
             self.ready = True
@@ -314,6 +323,9 @@ class TrackerCore:
         if unreadable:
             log.error("%d table values are not imnm-state values; their patients are not timed",
                       unreadable)
+        if rejudged:
+            log.info("%d patients were judged under another rules configuration: every rule "
+                     "of theirs is judged again at the next tick", rejudged)
         log.info(
             "recovered: tracking %d patients on partitions %s (index rebuilt in %.3f s)",
             len(entries), sorted(active), time.perf_counter() - started,

@@ -14,6 +14,7 @@ import pytest
 from imnm_common.contracts.alerts import AlertTransition
 from imnm_common.contracts.deadletter import DeadLetter
 from imnm_common.domain import engine
+from imnm_common.domain.config import RulesConfig
 from imnm_common.domain.state import PatientState
 from imnm_common.service_layer.replay import Replay
 from imnm_demo.generator import StreamSpec, generate_lines
@@ -372,3 +373,34 @@ async def test_after_a_restart_a_partition_without_messages_is_judged_within_the
     seconds[0] += CATCH_UP_STALL_SECONDS + 1
     assert await restarted.tick() > 0
     assert per_patient(publisher.alerts) == replayed(lines, NOW)
+
+
+# ---------------------------------------------------------------------------------------------
+async def test_a_worker_started_with_other_rules_judges_every_patient_again() -> None:
+    lines = sorted(sample_lines(), key=_occurred_at)
+    core, store, publisher, clock = make_core(now=0.0)
+    await core.handle_batch(records(lines))
+    clock.now = NOW
+    await core.tick()
+    statin_open = {t.alert_id for t in publisher.alerts
+                   if t.rule == "statin_active" and t.status == "open"}
+    statin_open -= {t.alert_id for t in publisher.alerts if t.status == "resolved"}
+    assert statin_open
+
+    statin_off = RulesConfig.model_validate({"statin_active": {"enabled": False}})
+    restarted = TrackerCore(store, publisher, clock, TrackerMetrics(), statin_off)
+    await restarted.on_recovered(range(PARTITIONS))
+    published = len(publisher.alerts)
+    clock.now = NOW + 3600.0
+    assert await restarted.tick() == len({
+        patient_id for patient_id, raw in store.values.items()})  # everyone, once
+    resolved = [t for t in publisher.alerts[published:] if t.status == "resolved"]
+    assert {t.alert_id for t in resolved if t.rule == "statin_active"} == statin_open
+    assert all(t.resolved_at == datetime.fromtimestamp(clock.now, UTC) for t in resolved
+               if t.rule == "statin_active")
+    # every header now says which rules judged it; a second worker with them re-judges no one
+    assert {stored.peek(raw).rules for raw in store.values.values()} == {
+        engine.rules_fingerprint(statin_off)}
+    again = TrackerCore(store, publisher, clock, TrackerMetrics(), statin_off)
+    await again.on_recovered(range(PARTITIONS))
+    assert await again.tick() == 0

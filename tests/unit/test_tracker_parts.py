@@ -25,15 +25,18 @@ from imnm_tracker.worker import worker_command
 
 # ------------------------------------------------------------------------ stored values
 def test_stored_value_round_trip_and_header() -> None:
-    state = PatientState(patient_id="MRN-9", clock=12.5, rule_due={"ck_monitoring_overdue": 99.0})
+    state = PatientState(patient_id="MRN-9", clock=12.5, rule_due={"ck_monitoring_overdue": 99.0},
+                         judged_under="rules-0123456789ab")
     raw = stored.encode(state, 4, 99.0)
-    assert stored.peek(raw) == stored.StoredHeader(4, 99.0)
+    assert stored.peek(raw) == stored.StoredHeader(4, 99.0, "rules-0123456789ab")
     assert stored.decode(raw) == state
-    assert stored.peek(stored.encode(state, 0, None)) == stored.StoredHeader(0, None)
+    never_judged = PatientState(patient_id="MRN-9")
+    assert stored.peek(stored.encode(never_judged, 0, None)) == stored.StoredHeader(0, None, None)
 
 
 @pytest.mark.parametrize("raw", [b"", b"{}", b"imnm-state/1 x -\n{}", b"imnm-state/1 1 -",
-                                 b"imnm-state/3 1 -\n{}", b"imnm-state/2 1 -"])
+                                 b"imnm-state/3 1 -\n{}", b"imnm-state/2 1 - rules-1\n{}",
+                                 b"imnm-state/4 1 - -\n{}", b"imnm-state/2 1 -"])
 def test_foreign_values_are_refused(raw: bytes) -> None:
     with pytest.raises(stored.StoredValueError):
         stored.peek(raw)
@@ -53,7 +56,7 @@ def test_stored_values_are_compressed_and_round_trip(year_of_treatment: PatientS
     state = year_of_treatment
     plain = state.to_bytes()
     raw = stored.encode(state, 2, 1.0e9)
-    assert raw.startswith(b"imnm-state/2 2 1000000000.0\n")
+    assert raw.startswith(f"imnm-state/3 2 1000000000.0 {state.judged_under}\n".encode())
     assert len(raw) < len(plain) / 2  # ids, statuses and dose texts repeat
     assert stored.decode(raw).to_bytes() == plain
 
@@ -65,6 +68,11 @@ def test_values_written_before_compression_are_still_read(
     legacy = b"imnm-state/1 5 -\n" + state.to_bytes()  # what the first format stored
     assert stored.peek(legacy) == stored.StoredHeader(5, None)
     assert stored.decode(legacy) == state
+    # /2: compressed, no rules fingerprint in the header
+    _, _, body = stored.encode(state, 5, 7.0).partition(b"\n")
+    unfingerprinted = b"imnm-state/2 5 7.0\n" + body
+    assert stored.peek(unfingerprinted) == stored.StoredHeader(5, 7.0, None)
+    assert stored.decode(unfingerprinted) == state
 
 
 def test_a_corrupt_compressed_body_is_a_stored_value_error(
@@ -72,7 +80,7 @@ def test_a_corrupt_compressed_body_is_a_stored_value_error(
 ) -> None:
     raw = stored.encode(year_of_treatment, 0, None)
     head, _, body = raw.partition(b"\n")
-    with pytest.raises(stored.StoredValueError, match="corrupt imnm-state/2 body"):
+    with pytest.raises(stored.StoredValueError, match="corrupt imnm-state/3 body"):
         stored.decode(head + b"\n" + body[:4] + b"\xff" * 40)
 
 

@@ -12,6 +12,9 @@ Time handling, in one place:
 - Only what can have changed is judged: each rule keeps its own next due time, and an event
   marks dirty just the rules that read it (a CK result: CK monitoring and relapse risk). A rule
   neither due nor dirty has the same findings as when it was last judged.
+- ...under the same thresholds: a state judged under another rules configuration (a site
+  changed a threshold or switched a rule off) has every rule judged again when next advanced
+  or given an event, at that instant. Alerts that no longer hold resolve, new ones open.
 """
 
 from __future__ import annotations
@@ -95,6 +98,37 @@ def new_state(patient_id: str) -> PatientState:
     return PatientState(patient_id=patient_id)
 
 
+def rules_fingerprint(config: RulesConfig) -> str:
+    """Short, stable id of a rules configuration: equal configurations give equal ids in every
+    process (it is stored with each state and in the tracker's table headers)."""
+    cached = _FINGERPRINTS.get(id(config))
+    if cached is None or cached[0] is not config:
+        digest = hashlib.blake2b(config.model_dump_json().encode(), digest_size=6).hexdigest()
+        cached = _FINGERPRINTS[id(config)] = (config, f"rules-{digest}")
+    return cached[1]
+
+
+_FINGERPRINTS: dict[int, tuple[RulesConfig, str]] = {}  # RulesConfig is frozen
+
+
+def _adopt_rules(state: PatientState, config: RulesConfig, now: float | None) -> None:
+    """Judge every rule again when the state was judged under another configuration: at
+    ``now``, the instant the caller judges up to (``apply`` closes its own instant)."""
+    fingerprint = rules_fingerprint(config)
+    if state.judged_under == fingerprint:
+        return
+    if state.clock is None:
+        pass  # no event yet: nothing was judged
+    elif now is None:
+        _mark_dirty(state, ALL_RULES)  # judged when the event's instant closes
+    else:
+        at = max(_judge_time(state), now)  # every rule due then (or at its own earlier time)
+        for name in ALL_RULES:
+            due = state.rule_due.get(name)
+            state.rule_due[name] = at if due is None else min(due, at)
+    state.judged_under = fingerprint
+
+
 def to_utc(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, UTC)
 
@@ -117,6 +151,7 @@ def apply(
         raise ValueError("event belongs to another patient")
     if event.event_id in state.seen_event_ids:
         return ApplyOutcome(duplicate=True)
+    _adopt_rules(state, config, None)
     at = event.occurred_at.timestamp()
     stale = False
     if isinstance(event, MedicationOrderEvent):
@@ -409,6 +444,7 @@ def advance(
     inclusive: bool = True,
 ) -> list[AlertTransition]:
     """Fire everything due up to ``now`` (or strictly before it), in time order."""
+    _adopt_rules(state, config, now)
     transitions: list[AlertTransition] = []
     while True:
         due = next_due(state)

@@ -161,6 +161,9 @@ class PatientState:
     rule_due: dict[str, float] = field(default_factory=dict)  # rule -> its next change time
     dirty_rules: list[str] = field(default_factory=list)  # touched by events not judged yet
     settled: SettledOrders | None = None  # summary of orders dropped from ``orders``
+    # The rules configuration the state was judged under (engine.rules_fingerprint): a state
+    # judged under other thresholds is judged again, every rule, when next advanced.
+    judged_under: str | None = None
     # Derived from ``orders`` (kept true by picture.order_recorded); never serialised, never
     # compared.
     derived: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
@@ -200,6 +203,7 @@ class PatientState:
             self.rule_due,
             self.dirty_rules,
             _settled_to_list(self.settled),
+            self.judged_under,
         ], default=tuple)  # the named tuples
 
     @classmethod
@@ -207,10 +211,9 @@ class PatientState:
         raw = orjson.loads(data)
         if not isinstance(raw, list) or not raw or raw[0] not in _FORMATS_READ:
             raise ValueError(f"not a PatientState in format {_FORMAT}")
-        if raw[0] == _FORMAT_WITHOUT_SETTLED:
-            raw.append(None)
+        raw += [None] * (_FIELDS - len(raw))  # older formats end before settled, judged_under
         (_, patient_id, diagnosis, antibody, statin_associated, orders, cks, troughs, scores,
-         alerts, last_resolved, seen, times, rule_due, dirty_rules, settled) = raw
+         alerts, last_resolved, seen, times, rule_due, dirty_rules, settled, judged_under) = raw
         return cls(
             patient_id=patient_id,
             diagnosis=Diagnosis(*diagnosis) if diagnosis else None,
@@ -233,6 +236,7 @@ class PatientState:
             rule_due=rule_due,
             dirty_rules=dirty_rules,
             settled=_settled_from_list(settled),
+            judged_under=judged_under,
         )
 
     def tracked_at(self, at: float) -> bool:
@@ -253,8 +257,10 @@ class PatientState:
 
 DAY = 86_400.0
 _FORMAT = 5
-_FORMAT_WITHOUT_COMPARATOR = 4  # five-field lab rows, six-field order versions; still read
+# Format 4: five-field lab rows, six-field order versions, no judged_under; still read.
+_FORMAT_WITHOUT_COMPARATOR = 4
 _FORMAT_WITHOUT_SETTLED = 3  # written before orders were settled; still read
+_FIELDS = 17  # of a format 5 value
 _FORMATS_READ = frozenset({_FORMAT, _FORMAT_WITHOUT_COMPARATOR, _FORMAT_WITHOUT_SETTLED})
 
 

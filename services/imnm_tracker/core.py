@@ -53,8 +53,8 @@ from imnm_tracker.state_cache import DEFAULT_MAX_PATIENTS, CachedStateStore
 from imnm_tracker.stored import StoredHeader, StoredValueError
 
 log = logging.getLogger(__name__)
-# A due time before any clinical time: the next tick takes the patient (and judges at its own
-# last instant, not at this one).
+# A due time before any clinical time: the next tick takes the patient, whose rules
+# engine.advance then judges again at the tick's now.
 RE_JUDGE_AT = 0.0
 
 

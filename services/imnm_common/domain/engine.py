@@ -117,15 +117,14 @@ def _adopt_rules(state: PatientState, config: RulesConfig, now: float | None) ->
     fingerprint = rules_fingerprint(config)
     if state.judged_under == fingerprint:
         return
-    if state.clock is None:
-        pass  # no event yet: nothing was judged
-    elif now is None:
-        _mark_dirty(state, ALL_RULES)  # judged when the event's instant closes
-    else:
-        at = max(_judge_time(state), now)  # every rule due then (or at its own earlier time)
-        for name in ALL_RULES:
-            due = state.rule_due.get(name)
-            state.rule_due[name] = at if due is None else min(due, at)
+    if state.clock is not None:  # without an event, nothing was judged
+        if now is None:
+            _mark_dirty(state, ALL_RULES)  # judged when the event's instant closes
+        else:
+            at = max(_judge_time(state), now)  # every rule due then (or at its earlier due)
+            for name in ALL_RULES:
+                due = state.rule_due.get(name)
+                state.rule_due[name] = at if due is None else min(due, at)
     state.judged_under = fingerprint
 
 

@@ -109,6 +109,7 @@ def create_app(
             "%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M")
 
     templates.env.filters["when"] = when
+    templates.env.globals["signed_in"] = signed_in
     templates.env.globals["display_zone"] = str(display_zone)
 
     def state_of(name: str) -> WorkState | None:
@@ -162,7 +163,6 @@ def create_app(
             "actions": actions, "error": error, "form": form or {},
             "resolution_rule": info.resolution if info else "",
             "snooze_choices": SNOOZE_CHOICES, "action_id": f"act-{uuid.uuid4().hex}",
-            "signed_in": signed_in(request),
         }, status_code=status_code)
 
     @app.post("/alerts/{alert_id}/actions", response_class=HTMLResponse)

@@ -7,7 +7,7 @@ Unknown fields are ignored so producers can add fields without breaking us.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import orjson
 from pydantic import (
@@ -28,6 +28,8 @@ MAX_MMT8_SCORE = 150.0
 # LabResultEvent field rules, shared with the converters.
 LOINC_PATTERN = r"^[0-9]{1,7}-[0-9]$"
 MAX_VALUE_TEXT = 256
+Comparator = Literal["<", "<=", ">=", ">"]  # FHIR R4 Quantity.comparator
+COMPARATORS = frozenset(get_args(Comparator))
 
 
 class _Strict(BaseModel):
@@ -56,7 +58,7 @@ class LabResultEvent(_Envelope):
     event_type: Literal["lab_result"]
     loinc: str = Field(min_length=3, max_length=16, pattern=LOINC_PATTERN)
     value: float | None = Field(default=None, ge=0)
-    comparator: Literal["<", "<=", ">=", ">"] | None = Field(
+    comparator: Comparator | None = Field(
         default=None,
         description="The result is a bound, not a measurement: the true value is `comparator` "
         '`value` (FHIR Quantity.comparator; HL7 v2 SN). A creatine kinase reported as ">2000" '

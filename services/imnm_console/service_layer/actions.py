@@ -28,7 +28,7 @@ class ActionRequest(BaseModel):
 
     action: Literal["acknowledge", "override", "snooze"]
     reason: ActionReason
-    # Behind a sign-in proxy the console takes the user from it (``acting_as``); without one,
+    # Behind a sign-in proxy the console takes the user from it (``acting_user``); without one,
     # the client names them.
     user: str | None = Field(default=None, min_length=1, max_length=128)
     comment: str = Field(default="", max_length=2000)
@@ -36,18 +36,18 @@ class ActionRequest(BaseModel):
     action_id: str | None = Field(default=None, min_length=1, max_length=128)
 
 
-    def acting_as(self, signed_in: str | None) -> ActionRequest:
-        """The request with the user who acts: the signed-in one when the console runs behind
-        a sign-in proxy (a different name in the request is refused), else the one named."""
+    def acting_user(self, signed_in: str | None) -> str:
+        """Who acts: the signed-in user when the console runs behind a sign-in proxy (a
+        different name in the request is refused), else the one the request names."""
         if signed_in is None:
             if self.user is None:
                 raise InvalidAction("user: who acts is required (your name)")
-            return self
+            return self.user
         if self.user is not None and self.user != signed_in:
             raise WrongUser(
                 f"user: the request names {self.user!r} but you are signed in as {signed_in!r}"
             )
-        return self.model_copy(update={"user": signed_in})
+        return signed_in
 
 
 class AlertNotFound(Exception):
@@ -85,7 +85,7 @@ class ActionService:
         """The action taken, and False when it had been taken before (same action id).
         ``signed_in``: the user the sign-in proxy vouched for, if the console runs behind one."""
         try:
-            request = request.acting_as(signed_in)
+            user = request.acting_user(signed_in)
         except InvalidAction:
             self._refused("invalid")
             raise
@@ -108,7 +108,7 @@ class ActionService:
             action = AlertAction(
                 action_id=action_id, alert_id=alert_id, patient_id=card.patient_id,
                 action=request.action, reason=request.reason, comment=request.comment,
-                user=request.user or "", at=now, snooze_until=request.snooze_until,
+                user=user, at=now, snooze_until=request.snooze_until,
             )
         except ValidationError as error:
             self._refused("invalid")

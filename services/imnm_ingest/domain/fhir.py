@@ -71,7 +71,7 @@ from fhir.resources.R4B.quantity import Quantity
 from fhir.resources.R4B.reference import Reference
 from pydantic import BaseModel, ValidationError
 
-from imnm_common.contracts.events import CanonicalEvent, MedicationOrderEvent
+from imnm_common.contracts.events import COMPARATORS, CanonicalEvent, MedicationOrderEvent
 from imnm_ingest.domain.conversion import (
     INVALID_FIELD,
     MISSING_FIELD,
@@ -338,10 +338,10 @@ def _observation_value(
         if quantity.value is None:
             raise ConversionRejected("Observation.valueQuantity.value: no number", MISSING_FIELD)
         comparator = quantity.comparator
-        if comparator is not None and comparator not in _COMPARATORS:
+        if comparator is not None and comparator not in COMPARATORS:
             raise ConversionRejected(
                 f"Observation.valueQuantity.comparator: {comparator!r} is not one of "
-                f"{', '.join(sorted(_COMPARATORS))}", INVALID_FIELD,
+                f"{', '.join(sorted(COMPARATORS))}", INVALID_FIELD,
             )
         return float(quantity.value), None, _unit(quantity), comparator
     if obs.valueInteger is not None:
@@ -352,9 +352,6 @@ def _observation_value(
         return None, _concept_text(obs.valueCodeableConcept), None, None
     return None, None, None, None
 
-
-# Quantity.comparator (R4): the value is a bound ("<", "<=", ">=", ">"); R5's "ad" is not R4.
-_COMPARATORS = frozenset({"<", "<=", ">=", ">"})
 
 
 def _reference_high(obs: Observation) -> float | None:

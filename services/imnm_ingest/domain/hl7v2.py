@@ -27,7 +27,12 @@ from typing import Any, NamedTuple
 
 import hl7
 
-from imnm_common.contracts.events import LOINC_PATTERN, MAX_VALUE_TEXT, CanonicalEvent
+from imnm_common.contracts.events import (
+    COMPARATORS,
+    LOINC_PATTERN,
+    MAX_VALUE_TEXT,
+    CanonicalEvent,
+)
 from imnm_ingest.domain.conversion import (
     INVALID_FIELD,
     MISSING_FIELD,
@@ -390,7 +395,7 @@ def _observation_value(
         if first and not separator and not second:
             if comparator in ("", "="):
                 return *_numeric(first, value_type, where), None
-            if comparator in _BOUNDS:  # ">^2000": above the analyser's range
+            if comparator in COMPARATORS:  # ">^2000": above the analyser's range
                 value, _ = _numeric(first, value_type, where)
                 if value is not None:
                     return value, None, comparator
@@ -410,8 +415,6 @@ def _observation_value(
         return None, _clip(text) if text else None, None
     return None, None, None  # ED, RP, DT, TS, CQ, ...: nothing events.v1 can carry
 
-
-_BOUNDS = frozenset({"<", "<=", ">=", ">"})  # SN comparators that bound one number
 
 
 def _numeric(raw: str, value_type: str, where: str) -> tuple[float | None, str | None]:

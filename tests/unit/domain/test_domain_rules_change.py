@@ -4,7 +4,7 @@ resolves; what holds now opens; what held under both stays as it is."""
 
 from __future__ import annotations
 
-from domain_chart import Chart, rows, ts
+from domain_chart import Chart, Row, drive, rows, ts
 
 from imnm_common.domain import engine
 from imnm_common.domain.config import DEFAULT_RULES_CONFIG, RulesConfig
@@ -14,15 +14,8 @@ STATIN_OFF = RulesConfig.model_validate({"statin_active": {"enabled": False}})
 PJP_AT_10 = RulesConfig.model_validate({"pjp_prophylaxis_missing": {"min_mg_per_day": 10}})
 
 
-def judged(chart: Chart, day: float, config: RulesConfig = DEFAULT_RULES_CONFIG
-           ) -> tuple[PatientState, list[tuple[str, str, float, float | None]]]:
-    state = engine.new_state(chart.patient_id)
-    transitions = []
-    for event in chart.parsed():
-        transitions += engine.advance(state, event.occurred_at.timestamp(), config,
-                                      inclusive=False)
-        transitions += engine.apply(state, event, config).transitions
-    transitions += engine.advance(state, ts(day), config)
+def judged(chart: Chart, day: float) -> tuple[PatientState, list[Row]]:
+    state, transitions = drive(chart.events, day)
     return state, rows(transitions)
 
 

@@ -63,6 +63,7 @@ ALL_RULES = tuple(RULES)
 _RULES_READING_CK = ("ck_monitoring_overdue", "taper_relapse_risk")
 _RULES_READING_MMT8 = ("muscle_assessment_overdue", "taper_relapse_risk")
 _RULES_READING_TACROLIMUS = ("tacrolimus_trough_out_of_range",)
+_RULES_READING_METHOTREXATE = ("methotrexate_daily_dosing", "methotrexate_dose_above_range")
 _RULES_READING_ORDERS_OF = {
     "statin": ("statin_active",),
     "pjp_prophylaxis": ("pjp_prophylaxis_missing",),
@@ -167,9 +168,11 @@ def apply(
     state.clock = at if state.clock is None else max(state.clock, at)
     if stale:
         return ApplyOutcome(stale=True)
+    # Read before settling: a version delivered more than ``order_history_days`` late can stop
+    # its order before the horizon, and settling then drops the order it names.
+    rules = _rules_read_by(state, event)
     settle_orders(state, config)
     state.pending_at = state.clock
-    rules = _rules_read_by(state, event)
     _mark_dirty(state, rules)
     immediate = [name for name in IMMEDIATE_RULES if name in rules]
     if not immediate:
@@ -179,8 +182,13 @@ def apply(
 
 def _rules_read_by(state: PatientState, event: CanonicalEvent) -> tuple[str, ...]:
     if isinstance(event, MedicationOrderEvent):
-        classes = state.orders[event.order_id].classes
-        return tuple({name for cls in classes for name in _RULES_READING_ORDERS_OF[cls]})
+        order = state.orders[event.order_id]
+        names = {name for cls in order.classes for name in _RULES_READING_ORDERS_OF[cls]}
+        if "methotrexate" not in order.agents:
+            # The methotrexate rules judge methotrexate orders alone: an IVIG infusion, 12% of
+            # a generated year's orders, would otherwise judge them at once in ``apply``.
+            names.difference_update(_RULES_READING_METHOTREXATE)
+        return tuple(names)
     if isinstance(event, LabResultEvent):
         if event.loinc == knowledge.LOINC_CREATINE_KINASE:
             return _RULES_READING_CK

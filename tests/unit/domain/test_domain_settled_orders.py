@@ -3,6 +3,8 @@ and no transition changes because of it."""
 
 from __future__ import annotations
 
+import random
+
 import orjson
 import pytest
 from domain_chart import Chart, fingerprint, iso, parse, replay, ts
@@ -150,3 +152,46 @@ def test_a_horizon_shorter_than_30_days_is_refused() -> None:
     with pytest.raises(ValidationError, match="order_history_days"):
         RulesConfig(order_history_days=10)
     assert RulesConfig(order_history_days=30).order_history_days == 30
+
+
+def test_a_stop_delivered_after_the_horizon_passed_it_settles_its_order(chart: Chart) -> None:
+    """An order's stop arriving over ``order_history_days`` late (a topic re-read after the
+    seen-event window expired) ends the order before the horizon: it is settled in the same
+    ``apply``, and the rules that read it are judged again. It used to raise a KeyError, which
+    stopped `imnm replay` and dead-lettered the event in the tracker."""
+    chart.dx(0)
+    chart.pred("pred", 0, 60)
+    chart.ck(500, 180.0)
+    late_stop = chart.stop("pred", 10)
+    events = parse(chart.events)
+    state = engine.new_state("MRN-1")
+    config = engine.DEFAULT_RULES_CONFIG
+    for event in events[:-1]:
+        engine.apply(state, event, config)
+        engine.advance(state, event.occurred_at.timestamp(), config)
+    assert "pjp_prophylaxis_missing" in {a.rule for a in state.open_alerts.values()}
+
+    outcome = engine.apply(state, events[-1], config)
+    assert not outcome.stale and not outcome.duplicate
+    assert "pred" not in state.orders  # settled: it stopped before the horizon
+    assert state.settled is not None and state.settled.before > ts(10)
+    assert state.settled.stopped_counting_at["glucocorticoid"] == ts(10)
+    resolved = engine.advance(state, ts(500), config)
+    assert {t.rule for t in resolved if t.status == "resolved"} >= {"pjp_prophylaxis_missing"}
+    assert late_stop["event_id"] in state.seen_event_ids
+
+
+@pytest.mark.parametrize("seed", [3, 4])
+def test_years_re_delivered_out_of_order_replay_to_the_end(seed: int) -> None:
+    """Generated years of renewed orders with events re-delivered at random places in the
+    stream (some years early or late, past the seen-event window): every line is accounted
+    for, none raises."""
+    spec = StreamSpec(patients=40, days=365 * 3, seed=seed, renew_every_days=90)
+    lines = list(generate_lines(spec))
+    rng = random.Random(seed)
+    for _ in range(len(lines) // 10):
+        lines.insert(rng.randrange(len(lines)), lines[rng.randrange(len(lines))])
+    r = Replay()
+    transitions = [*r.feed_lines(lines), *r.finish()]
+    assert r.stats.read == len(lines) == r.stats.accepted + r.stats.duplicates
+    assert r.stats.stale_versions > 0 and len(transitions) > 100

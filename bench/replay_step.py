@@ -1,6 +1,7 @@
 """One measured run in a fresh process: ``replay`` (the engine in-process, input read up front),
 ``replay_unsettled`` (the same with every old order kept), ``validate`` (the ceiling),
-``memory`` (RSS the states hold) or ``cli`` (``imnm replay FILE``).
+``memory`` (RSS the states hold) or ``cli`` (``imnm replay FILE``; ``cli FILE N``: with
+``--jobs N``).
 
 Prints one JSON line: events, seconds, events/s, peak RSS, and for replay the state sizes.
 """
@@ -78,16 +79,18 @@ def state_sizes(replay: Replay) -> dict[str, float]:
     }
 
 
-def cli(path: str) -> None:
-    """``imnm replay FILE`` as a user runs it: a fresh process streaming the file and writing every
-    transition as a JSON line (to /dev/null); wall time includes interpreter start-up."""
+def cli(path: str, jobs: int = 1) -> None:
+    """``imnm replay FILE [--jobs N]`` as a user runs it: a fresh process streaming the file and
+    writing every transition as a JSON line (to /dev/null); wall time includes interpreter
+    start-up (and, with ``--jobs``, starting the worker processes)."""
     from imnm_tracker.testing import imnm_executable  # here: it imports aiokafka, which the
     # other steps' RSS figures should not include
 
     launcher_rss = current_rss_mib()
     started = time.perf_counter()
-    done = subprocess.run([*imnm_executable(), "replay", path], stdout=subprocess.DEVNULL,
-                          stderr=subprocess.PIPE, text=True, check=False)
+    done = subprocess.run([*imnm_executable(), "replay", path, "--jobs", str(jobs)],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                          check=False)
     seconds = time.perf_counter() - started
     if done.returncode not in (0, 3):  # 3: some lines rejected, still a complete replay
         raise SystemExit(f"imnm replay failed ({done.returncode}): {done.stderr[-2000:]}")
@@ -96,11 +99,14 @@ def cli(path: str) -> None:
         raise SystemExit(f"no summary line from imnm replay: {done.stderr[-2000:]}")
     events = int(summary.group(1))
     print(json.dumps({
-        "mode": "cli", "events": events, "seconds": round(seconds, 3),
+        "mode": "cli", "jobs": jobs, "events": events, "seconds": round(seconds, 3),
         "events_per_second": round(events / seconds),
         "reported_events_per_second": int(summary.group(2).replace(",", "")),
-        # The child's ru_maxrss is at least this process's RSS at fork (see rss_mib), so the
-        # figure is the CLI's own peak only while it is well above ``launcher_rss_mib``.
+        # the summary's counts by rule and status: the same whatever --jobs
+        "transitions": dict(re.findall(r"transitions (\S+): (\d+)", done.stderr)),
+        # The largest ru_maxrss among the children (the CLI, or with --jobs its largest worker),
+        # which is at least this process's RSS at fork (see rss_mib): the figure is the CLI's
+        # own peak only while it is well above ``launcher_rss_mib``.
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0, 1),
         "launcher_rss_mib": round(launcher_rss, 1),
     }))
@@ -111,14 +117,14 @@ CONFIGS = {"replay": RulesConfig(),
            "replay_unsettled": RulesConfig(order_history_days=UNSETTLED_DAYS)}
 
 
-def main(mode: str, path: str) -> None:
+def main(mode: str, path: str, jobs: int = 1) -> None:
     if mode != "cli":  # the CLI sets it itself
         tune_gc_for_batch()  # as `imnm replay` does
     if mode == "memory":
         memory(path)
         return
     if mode == "cli":
-        cli(path)
+        cli(path, jobs)
         return
     with open(path, "rb") as handle:
         lines = handle.readlines()  # read up front: measure the engine, not the disk
@@ -143,4 +149,4 @@ def main(mode: str, path: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    main(sys.argv[1], sys.argv[2], *(int(arg) for arg in sys.argv[3:4]))

@@ -28,12 +28,17 @@ def _year_stream(patients: int, workdir: Path) -> Path:
     return path
 
 
+REPLAY_JOBS = 2  # worker processes for ``imnm replay --jobs``: this machine kind's cores
+
+
 def replay_benchmark(patients: int, runs: int, workdir: Path) -> dict[str, Any]:
     path = _year_stream(patients, workdir)
     replays = [run_json(["-m", "bench.replay_step", "replay", str(path)]) for _ in range(runs)]
     ceilings = [run_json(["-m", "bench.replay_step", "validate", str(path)]) for _ in range(runs)]
     memories = [run_json(["-m", "bench.replay_step", "memory", str(path)]) for _ in range(runs)]
     clis = [run_json(["-m", "bench.replay_step", "cli", str(path)]) for _ in range(runs)]
+    jobs = [run_json(["-m", "bench.replay_step", "cli", str(path), str(REPLAY_JOBS)])
+            for _ in range(runs)]
     engine = median([r["events_per_second"] for r in replays])
     ceiling = median([r["events_per_second"] for r in ceilings])
     last = replays[-1]
@@ -47,13 +52,19 @@ def replay_benchmark(patients: int, runs: int, workdir: Path) -> dict[str, Any]:
         "replay_peak_rss_mib": median([r["peak_rss_mib"] for r in memories]),
         "cli_events_per_second": median([r["events_per_second"] for r in clis]),
         "cli_peak_rss_mib": median([r["peak_rss_mib"] for r in clis]),
+        "cli_jobs": REPLAY_JOBS,
+        "cli_jobs_events_per_second": median([r["events_per_second"] for r in jobs]),
+        "cli_jobs_peak_rss_mib": median([r["peak_rss_mib"] for r in jobs]),
+        "cli_jobs_same_transitions": all(r["transitions"] == clis[0]["transitions"]
+                                         for r in [*clis, *jobs]),
         "state_bytes_per_patient_mean": last["state_bytes_per_patient_mean"],
         "state_bytes_per_patient_max": last["state_bytes_per_patient_max"],
         "state_json_bytes_per_patient_mean": last["state_json_bytes_per_patient_mean"],
         "state_json_bytes_per_patient_max": last["state_json_bytes_per_patient_max"],
         "rss_mib_per_10k_patients": median([r["rss_mib_per_10k_patients"] for r in memories]),
         "runs": runs,
-        "raw": {"replay": replays, "validate": ceilings, "memory": memories, "cli": clis},
+        "raw": {"replay": replays, "validate": ceilings, "memory": memories, "cli": clis,
+                "cli_jobs": jobs},
     }
 
 
@@ -221,6 +232,10 @@ def _print(results: dict[str, Any]) -> None:
             ("imnm replay FILE > /dev/null (whole CLI)",
              f"{replay['cli_events_per_second']:,} events/s, "
              f"peak RSS {replay['cli_peak_rss_mib']} MiB"),
+            (f"imnm replay FILE --jobs {replay['cli_jobs']} > /dev/null",
+             f"{replay['cli_jobs_events_per_second']:,} events/s, largest process "
+             f"{replay['cli_jobs_peak_rss_mib']} MiB, same transitions: "
+             f"{'yes' if replay['cli_jobs_same_transitions'] else 'NO'}"),
             ("state per patient in the table (mean/max)",
              f"{replay['state_bytes_per_patient_mean']:,} / "
              f"{replay['state_bytes_per_patient_max']:,} bytes"),

@@ -16,7 +16,8 @@ from imnm_common.domain.config import RulesConfig
 from imnm_common.domain.picture import ClinicalPicture
 from imnm_common.runtime import tune_gc_for_batch
 from imnm_common.service_layer import rules_config
-from imnm_common.service_layer.replay import Replay
+from imnm_common.service_layer.replay import Rejection, Replay, ReplayStats
+from imnm_common.service_layer.replay_shares import replay_in_shares
 
 EXIT_OK, EXIT_USAGE, EXIT_REJECTED = 0, 2, 3
 
@@ -34,6 +35,11 @@ def register(commands: argparse._SubParsersAction) -> None:
     replay.add_argument("file", help="events.v1 JSON lines; '-' reads standard input")
     _common(replay)
     replay.add_argument("--format", choices=("json", "table"), default="json")
+    replay.add_argument(
+        "--jobs", type=int, default=1, metavar="N",
+        help="worker processes, each judging a share of the patients (a file, not '-'); "
+        "the output is the same as with one, written when all have finished",
+    )
     replay.set_defaults(handler=run_replay)
 
     state = commands.add_parser("state", help="replay a file and show one patient's state")
@@ -85,25 +91,57 @@ def run_replay(args: argparse.Namespace) -> int:
     try:
         now = parse_now(args.now)
         config = load_rules_config(args.rules_config)
+        if args.jobs < 1:
+            raise UsageError(f"--jobs: at least 1, not {args.jobs}")
+        if args.jobs > 1:
+            return _replay_in_shares(args, config, now)
         tune_gc_for_batch()
         replay = Replay(config)
         started = time.perf_counter()
-        out = sys.stdout.buffer
         table = args.format == "table"
         if table:
             _table_header(sys.stdout)
         for transition in _all(replay, _lines(args.file), now):
-            if table:
-                _table_row(sys.stdout, transition)
-            else:
-                out.write(transition.model_dump_json().encode() + b"\n")
-        out.flush()
+            _write(transition, table)
+        sys.stdout.buffer.flush()
         elapsed = time.perf_counter() - started
     except UsageError as error:
         print(f"imnm replay: {error}", file=sys.stderr)
         return EXIT_USAGE
-    _report(replay, elapsed, sys.stderr)
+    _report(replay.stats, replay.rejections, len(replay.states), elapsed, sys.stderr)
     return EXIT_REJECTED if replay.stats.rejected_total else EXIT_OK
+
+
+def _replay_in_shares(args: argparse.Namespace, config: RulesConfig, now: float | None) -> int:
+    if args.file == "-":
+        raise UsageError("--jobs: every worker reads the file itself; give a file, not '-'")
+    try:
+        with open(args.file, "rb"):
+            pass
+    except OSError as error:
+        raise UsageError(f"cannot read {args.file}: {error.strerror}") from None
+    started = time.perf_counter()
+    shared = replay_in_shares(args.file, args.jobs, config, now)
+    table = args.format == "table"
+    if table:
+        _table_header(sys.stdout)
+    out = sys.stdout.buffer
+    for document in shared.transitions():
+        if table:
+            _table_row(sys.stdout, AlertTransition.model_validate_json(document))
+        else:
+            out.write(document + b"\n")
+    out.flush()
+    elapsed = time.perf_counter() - started
+    _report(shared.stats, shared.rejections, shared.patients, elapsed, sys.stderr)
+    return EXIT_REJECTED if shared.stats.rejected_total else EXIT_OK
+
+
+def _write(transition: AlertTransition, table: bool) -> None:
+    if table:
+        _table_row(sys.stdout, transition)
+    else:
+        sys.stdout.buffer.write(transition.model_dump_json().encode() + b"\n")
 
 
 def _all(replay: Replay, lines: Iterator[bytes], now: float | None) -> Iterator[AlertTransition]:
@@ -111,15 +149,16 @@ def _all(replay: Replay, lines: Iterator[bytes], now: float | None) -> Iterator[
     yield from replay.finish(now)
 
 
-def _report(replay: Replay, elapsed: float, err: IO[str]) -> None:
-    for rejection in replay.rejections:
+def _report(
+    s: ReplayStats, rejections: list[Rejection], patients: int, elapsed: float, err: IO[str]
+) -> None:
+    for rejection in rejections:
         print(f"line {rejection.line}: {rejection.reason}", file=err)
-    s = replay.stats
     rate = s.read / elapsed if elapsed > 0 else 0.0
     print(
         f"events read {s.read}, accepted {s.accepted}, duplicates {s.duplicates}, "
         f"stale order versions {s.stale_versions}, rejected {s.rejected_total}, "
-        f"patients {len(replay.states)}, {elapsed:.2f} s ({rate:,.0f} events/s)",
+        f"patients {patients}, {elapsed:.2f} s ({rate:,.0f} events/s)",
         file=err,
     )
     for code, count in sorted(s.rejected.items()):

@@ -3,11 +3,19 @@
 The clock is the largest ``occurred_at`` seen. Before an event that moves it forward, every
 patient's due time-based rules fire in time order (the due time becomes ``raised_at``); at the end
 the clock advances to ``now``. Memory is one :class:`PatientState` per patient, not per event.
+
+A replay can take one share of the patients (:class:`PatientShare`): it still reads every line
+and moves the clock as the whole stream does, but applies only its own patients' events. Every
+patient's evaluations depend on its own events and that clock alone, so the shares of a stream
+together give exactly the transitions of the whole replay; each transition carries its
+:data:`Position` in the whole replay's output, so merging the shares' outputs in position order
+restores that output byte for byte (:mod:`imnm_common.service_layer.replay_shares`).
 """
 
 from __future__ import annotations
 
 import heapq
+import zlib
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -24,6 +32,29 @@ class Rejection:
     line: int
     reason: str
     code: str
+
+
+Position = tuple[int, int, float, str, int]
+"""Where a transition falls in a whole replay's output: (events fed before it, 0 for a due
+evaluation fired before that event or 1 for the event's own, the due time and patient id of
+that evaluation (the heap's order), its index among the transitions of that step)."""
+_FIRED, _APPLIED = 0, 1
+
+
+@dataclass(frozen=True, slots=True)
+class PatientShare:
+    """Share ``index`` of ``count``: the patients whose id hashes to it (CRC-32, the same in
+    every process, unlike ``hash``)."""
+
+    index: int
+    count: int
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.index < self.count:
+            raise ValueError(f"share {self.index} of {self.count}")
+
+    def owns(self, patient_id: str) -> bool:
+        return zlib.crc32(patient_id.encode()) % self.count == self.index
 
 
 @dataclass
@@ -43,16 +74,26 @@ class ReplayStats:
 class Replay:
     """Feed events (or raw lines) in order; collect transitions; ``finish`` at ``now``."""
 
-    def __init__(self, config: RulesConfig = DEFAULT_RULES_CONFIG) -> None:
+    def __init__(
+        self, config: RulesConfig = DEFAULT_RULES_CONFIG, share: PatientShare | None = None
+    ) -> None:
         self.config = config
+        self.share = share
         self.states: dict[str, PatientState] = {}
         self.clock: float | None = None
         self.stats = ReplayStats()
         self.rejections: list[Rejection] = []
         self._due: dict[str, float] = {}
         self._heap: list[tuple[float, str]] = []
+        self._events = 0  # events fed (every share counts every event)
 
     def feed_lines(self, lines: Iterable[bytes | str]) -> Iterator[AlertTransition]:
+        for _, transition in self.feed_lines_positioned(lines):
+            yield transition
+
+    def feed_lines_positioned(
+        self, lines: Iterable[bytes | str]
+    ) -> Iterator[tuple[Position, AlertTransition]]:
         for number, line in enumerate(lines, start=1):
             if not line.strip():
                 continue
@@ -63,13 +104,20 @@ class Replay:
                 self.stats.rejected[rejected.code] += 1
                 self.rejections.append(Rejection(number, rejected.reason, rejected.code))
                 continue
-            yield from self.feed(event)
+            yield from self.feed_positioned(event)
 
     def feed(self, event: CanonicalEvent) -> Iterator[AlertTransition]:
+        for _, transition in self.feed_positioned(event):
+            yield transition
+
+    def feed_positioned(self, event: CanonicalEvent) -> Iterator[tuple[Position, AlertTransition]]:
+        self._events += 1
         at = event.occurred_at.timestamp()
         if self.clock is None or at > self.clock:
             yield from self._fire(until=at, inclusive=False)
             self.clock = at
+        if self.share is not None and not self.share.owns(event.patient_id):
+            return  # another share's patient: only its time counts here
         state = self.states.get(event.patient_id)
         if state is None:
             state = self.states[event.patient_id] = engine.new_state(event.patient_id)
@@ -79,17 +127,26 @@ class Replay:
         else:
             self.stats.accepted += 1
             self.stats.stale_versions += outcome.stale
-        yield from self._count(outcome.transitions)
+        yield from self._count((self._events, _APPLIED, 0.0, ""), outcome.transitions)
         self._schedule(state)
 
     def finish(self, now: float | None = None) -> Iterator[AlertTransition]:
+        for _, transition in self.finish_positioned(now):
+            yield transition
+
+    def finish_positioned(
+        self, now: float | None = None
+    ) -> Iterator[tuple[Position, AlertTransition]]:
         end = now if now is not None else self.clock
         if end is None:
             return
+        self._events += 1  # after every event fed so far
         yield from self._fire(until=end, inclusive=True)
         self.clock = end if self.clock is None else max(self.clock, end)
 
-    def _fire(self, until: float, inclusive: bool) -> Iterator[AlertTransition]:
+    def _fire(
+        self, until: float, inclusive: bool
+    ) -> Iterator[tuple[Position, AlertTransition]]:
         heap = self._heap
         while heap and (heap[0][0] <= until if inclusive else heap[0][0] < until):
             due, patient_id = heapq.heappop(heap)
@@ -97,7 +154,8 @@ class Replay:
                 continue  # superseded by a later schedule
             del self._due[patient_id]
             state = self.states[patient_id]
-            yield from self._count(engine.advance(state, due, self.config))
+            transitions = engine.advance(state, due, self.config)
+            yield from self._count((self._events, _FIRED, due, patient_id), transitions)
             self._schedule(state)
 
     def _schedule(self, state: PatientState) -> None:
@@ -108,10 +166,12 @@ class Replay:
             self._due[state.patient_id] = due
             heapq.heappush(self._heap, (due, state.patient_id))
 
-    def _count(self, transitions: list[AlertTransition]) -> Iterator[AlertTransition]:
-        for transition in transitions:
+    def _count(
+        self, step: tuple[int, int, float, str], transitions: list[AlertTransition]
+    ) -> Iterator[tuple[Position, AlertTransition]]:
+        for index, transition in enumerate(transitions):
             self.stats.transitions[f"{transition.rule}:{transition.status}"] += 1
-            yield transition
+            yield (*step, index), transition
 
 
 def _strip_newline(line: bytes | str) -> bytes | str:

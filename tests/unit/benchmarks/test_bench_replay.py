@@ -53,6 +53,12 @@ def test_make_bench_replay_section_on_a_tiny_stream(
     cli = replay["raw"]["cli"][0]
     assert cli["events"] == len(lines)  # the CLI's own summary: every line read
     assert replay["cli_events_per_second"] > 0 and replay["cli_peak_rss_mib"] > 0
+    jobs = replay["raw"]["cli_jobs"][0]
+    assert jobs["jobs"] == replay["cli_jobs"] == 2 and jobs["events"] == len(lines)
+    assert jobs["transitions"] == cli["transitions"] and sum(
+        int(count) for count in cli["transitions"].values()) == replay["transitions"]
+    assert replay["cli_jobs_same_transitions"] is True
+    assert "--jobs 2" in printed
 
 
 def test_peak_rss_is_the_steps_own_not_its_parents(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -80,12 +81,39 @@ def test_stdin_and_table_format() -> None:
         (["replay", str(EXAMPLE), "--now", "tomorrow"], "--now: not an RFC 3339 timestamp"),
         (["replay", str(EXAMPLE), "--now", "2025-01-01T00:00:00"], "needs a UTC offset"),
         (["replay", str(EXAMPLE), "--rules-config", "/no/such.yaml"], "cannot read"),
+        (["replay", str(EXAMPLE), "--jobs", "0"], "--jobs: at least 1"),
+        (["replay", "-", "--jobs", "2"], "give a file, not '-'"),
+        (["replay", "/no/such/file.jsonl", "--jobs", "2"], "cannot read /no/such/file.jsonl"),
     ],
 )
 def test_usage_and_io_errors_exit_two_with_a_message(args: list[str], message: str) -> None:
     result = imnm(*args)
     assert result.returncode == 2
     assert message in result.stderr.decode()
+
+
+def _report(result: subprocess.CompletedProcess[bytes]) -> str:
+    """stderr without the timing, which differs from run to run."""
+    return re.sub(r", [\d.]+ s \([\d,]+ events/s\)", "", result.stderr.decode())
+
+
+def test_jobs_give_the_same_output_report_and_status_in_worker_processes(tmp_path: Path) -> None:
+    path = tmp_path / "year.jsonl"
+    generated = imnm("generate", "--patients", "60", "--seed", "5", "--bad-fraction", "0.01",
+                     "-o", str(path))
+    assert generated.returncode == 0, generated.stderr.decode()
+    config = tmp_path / "rules.yaml"
+    config.write_text("pjp_prophylaxis_missing:\n  min_days: 14\n")
+    common = ("--now", "2025-06-01T00:00:00Z", "--rules-config", str(config))
+    one = imnm("replay", str(path), *common)
+    assert one.returncode == 3 and len(one.stdout.splitlines()) > 100
+    for jobs in ("2", "3"):
+        shared = imnm("replay", str(path), *common, "--jobs", jobs)
+        assert shared.returncode == 3
+        assert shared.stdout == one.stdout
+        assert _report(shared) == _report(one)
+    table = imnm("replay", str(path), *common, "--jobs", "2", "--format", "table")
+    assert table.stdout == imnm("replay", str(path), *common, "--format", "table").stdout
 
 
 def test_rules_config_disables_a_rule_and_rejects_typos(tmp_path: Path) -> None:

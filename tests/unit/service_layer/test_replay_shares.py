@@ -1,0 +1,136 @@
+"""A replay split into patient shares gives the single replay's output, byte for byte.
+
+The shares run in this process here (``replay_share`` is what each worker process runs); the
+CLI test runs them in worker processes.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from imnm_common.domain.config import RulesConfig
+from imnm_common.service_layer.replay import PatientShare, Replay
+from imnm_common.service_layer.replay_shares import SharedReplay, replay_share
+from imnm_demo.generator import StreamSpec, generate_lines
+
+END = 1_760_000_000.0  # 2025-10-09, after every generated stream below
+
+
+def _re_delivered(lines: list[str], seed: int) -> list[str]:
+    """Locally shuffled (late events) plus re-deliveries anywhere (far out of order)."""
+    rng = random.Random(seed)
+    lines = list(lines)
+    for i in range(0, len(lines) - 20, 5):
+        j = i + rng.randrange(20)
+        lines[i], lines[j] = lines[j], lines[i]
+    for _ in range(len(lines) // 40):
+        lines.insert(rng.randrange(len(lines)), lines[rng.randrange(len(lines))])
+    return lines
+
+
+STREAMS = {
+    "year in order, bad lines": lambda: list(
+        generate_lines(StreamSpec(patients=80, seed=21, bad_fraction=0.02))
+    ),
+    "year out of order": lambda: _re_delivered(
+        list(generate_lines(StreamSpec(patients=80, seed=22))), 22
+    ),
+    "three years renewed, out of order": lambda: _re_delivered(
+        list(generate_lines(StreamSpec(patients=25, days=365 * 3, seed=23,
+                                       renew_every_days=90))), 23
+    ),
+}
+
+
+def _single(path: Path, config: RulesConfig, now: float | None) -> tuple[list[bytes], Replay]:
+    replay = Replay(config)
+    with open(path, "rb") as handle:
+        out = [t.model_dump_json().encode() for t in replay.feed_lines(handle)]
+    out += [t.model_dump_json().encode() for t in replay.finish(now)]
+    return out, replay
+
+
+@pytest.mark.parametrize("stream", sorted(STREAMS))
+@pytest.mark.parametrize("shares", [2, 3])
+def test_shares_merged_give_the_single_replays_output_and_counts(
+    stream: str, shares: int, tmp_path: Path
+) -> None:
+    path = tmp_path / "events.jsonl"
+    path.write_text("\n".join(STREAMS[stream]()) + "\n")
+    config = RulesConfig()
+    single, replay = _single(path, config, END)
+    assert len(single) > 200
+
+    outcomes = [replay_share(str(path), PatientShare(i, shares), config, END)
+                for i in range(shares)]
+    shared = SharedReplay(outcomes)
+    assert list(shared.transitions()) == single
+    assert shared.stats == replay.stats
+    assert shared.rejections == replay.rejections
+    assert shared.patients == len(replay.states)
+    assert all(outcome.clock == replay.clock for outcome in outcomes)
+    # each share judged patients of its own, and every patient was judged by one share
+    assert all(0 < outcome.patients < shared.patients for outcome in outcomes)
+
+
+def test_shares_finish_at_the_last_event_without_now(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    path.write_text("\n".join(STREAMS["year out of order"]()) + "\n")
+    single, _ = _single(path, RulesConfig(), None)
+    shared = SharedReplay([replay_share(str(path), PatientShare(i, 2), RulesConfig(), None)
+                           for i in range(2)])
+    assert list(shared.transitions()) == single
+
+
+def test_every_patient_falls_in_exactly_one_share() -> None:
+    patients = [f"MRN-{n}" for n in range(500)]
+    for count in (1, 2, 3, 7):
+        shares = [PatientShare(i, count) for i in range(count)]
+        for patient in patients:
+            assert sum(share.owns(patient) for share in shares) == 1
+    assert len({PatientShare(i, 3).owns("MRN-1") for i in range(3)}) == 2  # one yes, two no
+
+
+@pytest.mark.parametrize(("index", "count"), [(-1, 2), (2, 2), (0, 0)])
+def test_a_share_outside_its_count_is_refused(index: int, count: int) -> None:
+    with pytest.raises(ValueError, match="share"):
+        PatientShare(index, count)
+
+
+def _event(patient: str, n: int, day: int, **fields: object) -> str:
+    moment = f"2025-01-{day:02d}T09:00:00Z"
+    return json.dumps({"event_id": f"{patient}-{n}", "patient_id": patient,
+                       "occurred_at": moment, **fields})
+
+
+def test_the_finish_comes_after_the_last_events_own_transitions(tmp_path: Path) -> None:
+    """The last line opens an alert at once (a statin order) in one share; the finish fires
+    another share's due evaluation later: merged, the statin alert comes first, as in the
+    single replay."""
+    first, second = (next(f"MRN-{n}" for n in range(100) if PatientShare(share, 2).owns(f"MRN-{n}"))
+                     for share in (0, 1))
+    prednisone = {"event_type": "medication_order", "status": "active",
+                  "medication": {"name": "prednisone"}, "dose": {"value": 60, "unit": "mg"},
+                  "frequency": {"times": 1, "period": 1, "unit": "d"}}
+    lines = [
+        _event(first, 1, 1, event_type="diagnosis", condition="IMNM", status="active"),
+        _event(first, 2, 1, order_id="pred", **prednisone),
+        _event(second, 1, 2, event_type="diagnosis", condition="IMNM", status="active"),
+        _event(second, 2, 3, event_type="medication_order", order_id="statin",
+               status="active", medication={"name": "atorvastatin 40 mg"}),
+    ]
+    path = tmp_path / "events.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    now = datetime(2025, 6, 1, tzinfo=UTC).timestamp()
+    single, _ = _single(path, RulesConfig(), now)
+    shared = SharedReplay([replay_share(str(path), PatientShare(i, 2), RulesConfig(), now)
+                           for i in range(2)])
+    merged = list(shared.transitions())
+    assert merged == single
+    rules = [json.loads(document)["rule"] for document in merged]
+    assert rules[0] == "statin_active" and len(rules) > 1

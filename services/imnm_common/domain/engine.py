@@ -366,13 +366,12 @@ def settle_orders(state: PatientState, config: RulesConfig) -> None:
     # On a 30-day grid, so the horizons (and the summaries) follow from the events alone.
     step = SETTLE_EVERY_DAYS * DAY
     horizon = (judged - config.order_history_days * DAY) // step * step
-    if horizon == state.derived.get("settle_checked") or (
-        state.settled is not None and horizon <= state.settled.before
-    ):
+    if state.settled is not None and horizon <= state.settled.before:
         return
-    # once per horizon: an order qualifies when the horizon passes its end (one with an open
-    # alert waits for a later step)
-    state.derived["settle_checked"] = horizon
+    # Looked at on every event, not once per horizon: what settles must follow from the stored
+    # state and the event alone. A memo of the horizon checked (kept out of the stored state)
+    # made a worker that had restarted settle a late-stopped order that one running on had not,
+    # and the two then judged that order's later versions differently.
     # Most orders are younger than the horizon (every order of a first year is): the version
     # time rules them out before their therapy intervals are derived.
     candidates = [o for o in state.orders.values() if o.versions[-1].at <= horizon]

@@ -158,6 +158,7 @@ def apply(
         stale = not _record_order(state, event, at)
         if not stale:
             order_recorded(state, state.orders[event.order_id], at)
+            _forget_settle_check(state)
     elif isinstance(event, LabResultEvent):
         _record_lab(state, event, at, config)
     elif isinstance(event, MuscleAssessmentEvent):
@@ -368,10 +369,16 @@ def settle_orders(state: PatientState, config: RulesConfig) -> None:
     horizon = (judged - config.order_history_days * DAY) // step * step
     if state.settled is not None and horizon <= state.settled.before:
         return
-    # Looked at on every event, not once per horizon: what settles must follow from the stored
-    # state and the event alone. A memo of the horizon checked (kept out of the stored state)
-    # made a worker that had restarted settle a late-stopped order that one running on had not,
-    # and the two then judged that order's later versions differently.
+    # What settles follows from the orders, the open alerts and the horizon alone, so a state
+    # decoded from the changelog settles what the one kept in memory does. The memo below only
+    # saves looking again: it is dropped whenever an order gets a version or an alert resolves
+    # (``_forget_settle_check``; an alert opening only keeps more orders). It once outlived
+    # those changes, and a restarted worker then settled a late-stopped order that one running
+    # on had not.
+    derived = state.derived
+    if derived.get("settle_checked") == horizon:
+        return
+    derived["settle_checked"] = horizon  # true again once the orders that qualify are settled
     # Most orders are younger than the horizon (every order of a first year is): the version
     # time rules them out before their therapy intervals are derived.
     candidates = [o for o in state.orders.values() if o.versions[-1].at <= horizon]
@@ -412,6 +419,10 @@ def settle_orders(state: PatientState, config: RulesConfig) -> None:
         if slot.partition(":")[2] not in gone
     }
     orders_removed(state, gone)
+
+
+def _forget_settle_check(state: PatientState) -> None:
+    state.derived.pop("settle_checked", None)
 
 
 def _stopped_counting_by(order: MedicationOrder, horizon: float) -> bool:
@@ -525,6 +536,8 @@ def _reconcile(
             del state.open_alerts[slot]
             state.last_resolved[slot] = max(at, alert.raised_at)
             transitions.append(_resolved(state.patient_id, alert, at))
+    if transitions:
+        _forget_settle_check(state)  # an order whose alert resolved can settle now
     if not findings:
         return transitions
     for slot, finding in sorted(findings.items(), key=lambda item: item[1].since):

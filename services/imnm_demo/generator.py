@@ -275,3 +275,18 @@ def generate_lines(spec: StreamSpec) -> Iterator[str]:
         if spec.bad_fraction and rng.random() < spec.bad_fraction:
             yield _bad(rng, n)
         yield json.dumps(event, separators=(",", ":"))
+
+
+def delivered_out_of_order(
+    lines: list[str], rng: random.Random, *, window: int = 20, re_delivered_every: int = 50
+) -> list[str]:
+    """``lines`` as an at-least-once bus might deliver them: each swapped with one up to
+    ``window`` places on (late events), and one in every ``re_delivered_every`` delivered again
+    at a random place in the stream (duplicates, some years early or late)."""
+    lines = list(lines)
+    for i in range(0, len(lines) - window, 5):
+        j = i + rng.randrange(window)
+        lines[i], lines[j] = lines[j], lines[i]
+    for _ in range(len(lines) // re_delivered_every):
+        lines.insert(rng.randrange(len(lines)), lines[rng.randrange(len(lines))])
+    return lines

@@ -17,7 +17,7 @@ from imnm_common.domain import engine
 from imnm_common.domain.config import RulesConfig
 from imnm_common.domain.state import PatientState
 from imnm_common.service_layer.replay import Replay
-from imnm_demo.generator import StreamSpec, generate_lines
+from imnm_demo.generator import StreamSpec, delivered_out_of_order, generate_lines
 
 
 def _judge_everything(state: PatientState, at: float, config: RulesConfig
@@ -38,17 +38,6 @@ def _replay(lines: list[str]) -> list[str]:
     return out
 
 
-def _shuffled(lines: list[str], seed: int) -> list[str]:
-    rng = random.Random(seed)
-    lines = list(lines)
-    for i in range(0, len(lines) - 20, 5):
-        j = i + rng.randrange(20)
-        lines[i], lines[j] = lines[j], lines[i]
-    for _ in range(len(lines) // 50):
-        lines.insert(rng.randrange(len(lines)), lines[rng.randrange(len(lines))])
-    return lines
-
-
 @pytest.mark.parametrize("seed", [1, 2, 3])
 @pytest.mark.parametrize("shuffle", [False, True])
 def test_selective_evaluation_equals_judging_every_rule(
@@ -56,7 +45,7 @@ def test_selective_evaluation_equals_judging_every_rule(
 ) -> None:
     lines = list(generate_lines(StreamSpec(patients=120, seed=seed)))
     if shuffle:
-        lines = _shuffled(lines, seed)
+        lines = delivered_out_of_order(lines, random.Random(seed))
     selective = _replay(lines)
     monkeypatch.setattr(engine, "_evaluate", _judge_everything)
     reference = _replay(lines)

@@ -15,7 +15,7 @@ from imnm_common.domain.config import RulesConfig
 from imnm_common.domain.picture import therapy_intervals
 from imnm_common.domain.state import PatientState
 from imnm_common.service_layer.replay import Replay
-from imnm_demo.generator import StreamSpec, generate_lines
+from imnm_demo.generator import StreamSpec, delivered_out_of_order, generate_lines
 
 NEVER_SETTLE = RulesConfig(order_history_days=100_000)
 YEARS = 6
@@ -197,16 +197,6 @@ def test_years_re_delivered_out_of_order_replay_to_the_end(seed: int) -> None:
     assert r.stats.stale_versions > 0 and len(transitions) > 100
 
 
-def _re_delivered_far(lines: list[str], rng: random.Random) -> list[str]:
-    lines = list(lines)
-    for i in range(0, len(lines) - 20, 5):
-        j = i + rng.randrange(20)
-        lines[i], lines[j] = lines[j], lines[i]
-    for _ in range(len(lines) // 10):
-        lines.insert(rng.randrange(len(lines)), lines[rng.randrange(len(lines))])
-    return lines
-
-
 @pytest.mark.parametrize("seed", [8, 9, 11])
 def test_a_restored_state_settles_and_judges_as_the_running_one(seed: int) -> None:
     """A tracker that restarted (states decoded from the changelog) and one that ran on (states
@@ -215,7 +205,7 @@ def test_a_restored_state_settles_and_judges_as_the_running_one(seed: int) -> No
     checked: the restored state settled a late-stopped order the running one had not."""
     rng = random.Random(seed)
     spec = StreamSpec(patients=10, days=730, seed=seed, renew_every_days=60)
-    lines = _re_delivered_far(list(generate_lines(spec)), rng)
+    lines = delivered_out_of_order(list(generate_lines(spec)), rng, re_delivered_every=10)
     config = RulesConfig(order_history_days=60, seen_event_ids_kept=256)
 
     def run(restore: bool) -> list[str]:

@@ -16,33 +16,23 @@ import pytest
 from imnm_common.domain.config import RulesConfig
 from imnm_common.service_layer.replay import PatientShare, Replay
 from imnm_common.service_layer.replay_shares import SharedReplay, replay_share
-from imnm_demo.generator import StreamSpec, generate_lines
+from imnm_demo.generator import StreamSpec, delivered_out_of_order, generate_lines
 
 END = 1_760_000_000.0  # 2025-10-09, after every generated stream below
-
-
-def _re_delivered(lines: list[str], seed: int) -> list[str]:
-    """Locally shuffled (late events) plus re-deliveries anywhere (far out of order)."""
-    rng = random.Random(seed)
-    lines = list(lines)
-    for i in range(0, len(lines) - 20, 5):
-        j = i + rng.randrange(20)
-        lines[i], lines[j] = lines[j], lines[i]
-    for _ in range(len(lines) // 40):
-        lines.insert(rng.randrange(len(lines)), lines[rng.randrange(len(lines))])
-    return lines
 
 
 STREAMS = {
     "year in order, bad lines": lambda: list(
         generate_lines(StreamSpec(patients=80, seed=21, bad_fraction=0.02))
     ),
-    "year out of order": lambda: _re_delivered(
-        list(generate_lines(StreamSpec(patients=80, seed=22))), 22
+    "year out of order": lambda: delivered_out_of_order(
+        list(generate_lines(StreamSpec(patients=80, seed=22))), random.Random(22),
+        re_delivered_every=40,
     ),
-    "three years renewed, out of order": lambda: _re_delivered(
+    "three years renewed, out of order": lambda: delivered_out_of_order(
         list(generate_lines(StreamSpec(patients=25, days=365 * 3, seed=23,
-                                       renew_every_days=90))), 23
+                                       renew_every_days=90))), random.Random(23),
+        re_delivered_every=40,
     ),
 }
 

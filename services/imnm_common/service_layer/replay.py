@@ -35,9 +35,10 @@ class Rejection:
 
 
 Position = tuple[int, int, float, str, int]
-"""Where a transition falls in a whole replay's output: (events fed before it, 0 for a due
-evaluation fired before that event or 1 for the event's own, the due time and patient id of
-that evaluation (the heap's order), its index among the transitions of that step)."""
+"""Where a transition falls in a whole replay's output: (the ordinal of the event being fed
+when it came, the finish counting as one more; 0 for a due evaluation fired before that event
+is applied, 1 for the event's own; the due time and patient id of that evaluation, the heap's
+order; its index among the transitions of that step). Unique, and ordered as the output."""
 _FIRED, _APPLIED = 0, 1
 
 

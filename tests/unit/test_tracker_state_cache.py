@@ -3,6 +3,7 @@ with it stores and publishes exactly what one without it does."""
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 import pytest
@@ -20,7 +21,10 @@ from test_tracker_core import (
 from test_tracker_processing import Store, diagnosis, record, statin
 
 from imnm_common.domain import engine
+from imnm_common.domain.config import RulesConfig
 from imnm_common.domain.state import PatientState
+from imnm_demo.generator import StreamSpec, delivered_out_of_order, generate_lines
+from imnm_tracker.core import TrackerCore
 from imnm_tracker.errors import StateRebuildError
 from imnm_tracker.metrics import TrackerMetrics
 from imnm_tracker.processing import PatientBatch
@@ -106,6 +110,34 @@ async def test_with_and_without_the_cache_the_same_alerts_and_stored_states(
         outcomes.append((per_patient(publisher.alerts), dict(store.values)))
         if cached_patients:
             assert core.store.hits > 0
+    assert outcomes[0] == outcomes[1]
+
+
+@pytest.mark.parametrize("seed", [8, 11])
+async def test_years_out_of_order_give_the_same_alerts_and_states_with_and_without_the_cache(
+    seed: int,
+) -> None:
+    """The same on two-year streams delivered out of order with orders settling after 60 days:
+    a worker decoding every state from the table (as after a restart) judges and settles as
+    one keeping them in memory. Without the cache it once settled late-stopped orders the
+    cached worker kept (the settling memo lived outside the stored state)."""
+    spec = StreamSpec(patients=10, days=730, seed=seed, renew_every_days=60)
+    lines = delivered_out_of_order(list(generate_lines(spec)), random.Random(seed),
+                                   re_delivered_every=10)
+    recs = records([line.encode() for line in lines])
+    config = RulesConfig(order_history_days=60, seen_event_ids_kept=256)
+    outcomes = []
+    for cached_patients in (0, 10_000):
+        store, publisher, clock = DictStore(), ListPublisher(), Clock(0.0)
+        core = TrackerCore(store, publisher, clock, TrackerMetrics(), config,
+                           cached_patients=cached_patients)
+        core.ready = True
+        for start in range(0, len(recs), 50):
+            await core.handle_batch(recs[start:start + 50])
+        clock.now = NOW + 3 * 365 * 86_400.0  # after every event
+        await core.tick()
+        outcomes.append((per_patient(publisher.alerts), dict(store.values)))
+    assert sum(map(len, outcomes[0][0].values())) > 30
     assert outcomes[0] == outcomes[1]
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -37,8 +39,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     replay.add_argument("--format", choices=("json", "table"), default="json")
     replay.add_argument(
         "--jobs", type=int, default=1, metavar="N",
-        help="worker processes, each judging a share of the patients (a file, not '-'); "
-        "the output is the same as with one, written when all have finished",
+        help="worker processes, each judging a share of the patients; the output is the same "
+        "as with one, written when all have finished ('-' is spooled to a temporary file)",
     )
     replay.set_defaults(handler=run_replay)
 
@@ -113,15 +115,20 @@ def run_replay(args: argparse.Namespace) -> int:
 
 
 def _replay_in_shares(args: argparse.Namespace, config: RulesConfig, now: float | None) -> int:
-    if args.file == "-":
-        raise UsageError("--jobs: every worker reads the file itself; give a file, not '-'")
-    try:
-        with open(args.file, "rb"):
-            pass
-    except OSError as error:
-        raise UsageError(f"cannot read {args.file}: {error.strerror}") from None
     started = time.perf_counter()
-    shared = replay_in_shares(args.file, args.jobs, config, now)
+    if args.file == "-":
+        # Every worker reads the whole stream, so standard input is spooled to a file first.
+        with tempfile.NamedTemporaryFile(prefix="imnm-replay-", suffix=".jsonl") as spool:
+            shutil.copyfileobj(sys.stdin.buffer, spool)
+            spool.flush()
+            shared = replay_in_shares(spool.name, args.jobs, config, now)
+    else:
+        try:
+            with open(args.file, "rb"):
+                pass
+        except OSError as error:
+            raise UsageError(f"cannot read {args.file}: {error.strerror}") from None
+        shared = replay_in_shares(args.file, args.jobs, config, now)
     table = args.format == "table"
     if table:
         _table_header(sys.stdout)

@@ -82,7 +82,6 @@ def test_stdin_and_table_format() -> None:
         (["replay", str(EXAMPLE), "--now", "2025-01-01T00:00:00"], "needs a UTC offset"),
         (["replay", str(EXAMPLE), "--rules-config", "/no/such.yaml"], "cannot read"),
         (["replay", str(EXAMPLE), "--jobs", "0"], "--jobs: at least 1"),
-        (["replay", "-", "--jobs", "2"], "give a file, not '-'"),
         (["replay", "/no/such/file.jsonl", "--jobs", "2"], "cannot read /no/such/file.jsonl"),
     ],
 )
@@ -114,6 +113,9 @@ def test_jobs_give_the_same_output_report_and_status_in_worker_processes(tmp_pat
         assert _report(shared) == _report(one)
     table = imnm("replay", str(path), *common, "--jobs", "2", "--format", "table")
     assert table.stdout == imnm("replay", str(path), *common, "--format", "table").stdout
+    piped = imnm("replay", "-", *common, "--jobs", "2", stdin=path.read_bytes())
+    assert piped.returncode == 3 and piped.stdout == one.stdout
+    assert _report(piped) == _report(one)
 
 
 def test_rules_config_disables_a_rule_and_rejects_typos(tmp_path: Path) -> None:

@@ -123,6 +123,7 @@ class TrackerCore:
         self.ready = False  # the index is built once the table has recovered
         self.partitions: set[int] = set()  # source partitions owned, as of the last recovery
         self.progress = PartitionProgress(source_highwater, monotonic)
+        metrics.rules_configuration.labels(fingerprint=engine.rules_fingerprint(config)).set(1)
 
     # ------------------------------------------------------------------ messages
     async def handle_batch(self, records: Sequence[SourceRecord]) -> BatchSummary:
@@ -320,6 +321,7 @@ class TrackerCore:
             self.partitions = active
             self.metrics.assigned_partitions.set(len(active))
             self.metrics.recoveries.inc()
+            self.metrics.rejudged_patients.inc(rejudged)
         if unreadable:
             log.error("%d table values are not imnm-state values; their patients are not timed",
                       unreadable)

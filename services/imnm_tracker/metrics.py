@@ -99,6 +99,20 @@ class TrackerMetrics:
         self.recoveries = Counter(
             "imnm_tracker_recoveries", "Table recoveries completed (rebalances).", registry=r
         )
+        self.rules_configuration = Gauge(
+            "imnm_tracker_rules_configuration",
+            "1, labelled with the fingerprint of the rules configuration this worker judges "
+            "under. Workers of one group must show one fingerprint: two re-judge each other's "
+            "patients at every rebalance.",
+            ["fingerprint"],
+            registry=r,
+        )
+        self.rejudged_patients = Counter(
+            "imnm_tracker_rejudged_patients",
+            "Patients found at a recovery judged under another rules configuration (every rule "
+            "of theirs judged again at the next tick).",
+            registry=r,
+        )
         self.catching_up_partitions = Gauge(
             "imnm_tracker_catching_up_partitions",
             "Source partitions with messages waiting behind those processed: their patients are "

@@ -403,3 +403,15 @@ async def test_a_worker_started_with_other_rules_judges_every_patient_again() ->
     again = TrackerCore(store, publisher, clock, TrackerMetrics(), statin_off)
     await again.on_recovered(range(PARTITIONS))
     assert await again.tick() == 0
+    # what Prometheus sees: each worker's fingerprint (ImnmTrackerRulesDiffer compares them)
+    # and how many patients each recovery found judged under other rules
+    assert _sample(restarted, "imnm_tracker_rejudged_patients_total") == len(store.values)
+    assert _sample(again, "imnm_tracker_rejudged_patients_total") == 0
+    assert _sample(again, "imnm_tracker_rules_configuration",
+                   fingerprint=engine.rules_fingerprint(statin_off)) == 1
+    assert _sample(core, "imnm_tracker_rules_configuration",
+                   fingerprint=engine.rules_fingerprint(RulesConfig())) == 1
+
+
+def _sample(core: TrackerCore, name: str, **labels: str) -> float | None:
+    return core.metrics.registry.get_sample_value(name, labels)

@@ -81,12 +81,15 @@ def _lines(path: str) -> Iterator[bytes]:
     if path == "-":
         yield from sys.stdin.buffer
         return
+    with _open(path) as handle:
+        yield from handle
+
+
+def _open(path: str) -> IO[bytes]:
     try:
-        handle = open(path, "rb")  # noqa: SIM115 - streamed line by line
+        return open(path, "rb")  # the caller closes it
     except OSError as error:
         raise UsageError(f"cannot read {path}: {error.strerror}") from None
-    with handle:
-        yield from handle
 
 
 def run_replay(args: argparse.Namespace) -> int:
@@ -123,11 +126,7 @@ def _replay_in_shares(args: argparse.Namespace, config: RulesConfig, now: float 
             spool.flush()
             shared = replay_in_shares(spool.name, args.jobs, config, now)
     else:
-        try:
-            with open(args.file, "rb"):
-                pass
-        except OSError as error:
-            raise UsageError(f"cannot read {args.file}: {error.strerror}") from None
+        _open(args.file).close()  # a usage error here, not a traceback from every worker
         shared = replay_in_shares(args.file, args.jobs, config, now)
     table = args.format == "table"
     if table:

@@ -63,15 +63,13 @@ ALL_RULES = tuple(RULES)
 _RULES_READING_CK = ("ck_monitoring_overdue", "taper_relapse_risk")
 _RULES_READING_MMT8 = ("muscle_assessment_overdue", "taper_relapse_risk")
 _RULES_READING_TACROLIMUS = ("tacrolimus_trough_out_of_range",)
-_RULES_READING_METHOTREXATE = ("methotrexate_daily_dosing", "methotrexate_dose_above_range")
 _RULES_READING_ORDERS_OF = {
     "statin": ("statin_active",),
     "pjp_prophylaxis": ("pjp_prophylaxis_missing",),
     "calcium": ("calcium_vitamin_d_missing",),
     "vitamin_d": ("calcium_vitamin_d_missing",),
     "bone_protection": ("bone_protection_review",),
-    "steroid_sparing": ("steroid_sparing_agent_missing", "methotrexate_daily_dosing",
-                        "methotrexate_dose_above_range", "ck_monitoring_overdue",
+    "steroid_sparing": ("steroid_sparing_agent_missing", "ck_monitoring_overdue",
                         "muscle_assessment_overdue", "taper_relapse_risk"),
     "glucocorticoid": tuple(
         name for name in RULES
@@ -85,6 +83,11 @@ _PHASE_DEPENDENT = frozenset(
     {"steroid_sparing_agent_missing", "ck_monitoring_overdue", "muscle_assessment_overdue",
      "taper_relapse_risk"}
 )
+# ...and by agent, for rules that judge one drug's orders alone: an IVIG infusion (12% of a
+# generated year's orders) cannot change a methotrexate finding.
+_RULES_READING_ORDERS_OF_AGENT = {
+    "methotrexate": ("methotrexate_daily_dosing", "methotrexate_dose_above_range"),
+}
 TRACKED_CONDITION = "imnm"
 
 
@@ -158,7 +161,6 @@ def apply(
         stale = not _record_order(state, event, at)
         if not stale:
             order_recorded(state, state.orders[event.order_id], at)
-            _forget_settle_check(state)
     elif isinstance(event, LabResultEvent):
         _record_lab(state, event, at, config)
     elif isinstance(event, MuscleAssessmentEvent):
@@ -185,10 +187,8 @@ def _rules_read_by(state: PatientState, event: CanonicalEvent) -> tuple[str, ...
     if isinstance(event, MedicationOrderEvent):
         order = state.orders[event.order_id]
         names = {name for cls in order.classes for name in _RULES_READING_ORDERS_OF[cls]}
-        if "methotrexate" not in order.agents:
-            # The methotrexate rules judge methotrexate orders alone: an IVIG infusion, 12% of
-            # a generated year's orders, would otherwise judge them at once in ``apply``.
-            names.difference_update(_RULES_READING_METHOTREXATE)
+        for agent in order.agents:
+            names.update(_RULES_READING_ORDERS_OF_AGENT.get(agent, ()))
         return tuple(names)
     if isinstance(event, LabResultEvent):
         if event.loinc == knowledge.LOINC_CREATINE_KINASE:
@@ -371,10 +371,10 @@ def settle_orders(state: PatientState, config: RulesConfig) -> None:
         return
     # What settles follows from the orders, the open alerts and the horizon alone, so a state
     # decoded from the changelog settles what the one kept in memory does. The memo below only
-    # saves looking again: it is dropped whenever an order gets a version or an alert resolves
-    # (``_forget_settle_check``; an alert opening only keeps more orders). It once outlived
-    # those changes, and a restarted worker then settled a late-stopped order that one running
-    # on had not.
+    # saves looking again: it is dropped whenever an order gets a version (``order_recorded``)
+    # or an alert resolves (``_reconcile``; an alert opening only keeps more orders). It once
+    # outlived those changes, and a restarted worker then settled a late-stopped order that one
+    # running on had not.
     derived = state.derived
     if derived.get("settle_checked") == horizon:
         return
@@ -419,10 +419,6 @@ def settle_orders(state: PatientState, config: RulesConfig) -> None:
         if slot.partition(":")[2] not in gone
     }
     orders_removed(state, gone)
-
-
-def _forget_settle_check(state: PatientState) -> None:
-    state.derived.pop("settle_checked", None)
 
 
 def _stopped_counting_by(order: MedicationOrder, horizon: float) -> bool:
@@ -537,7 +533,7 @@ def _reconcile(
             state.last_resolved[slot] = max(at, alert.raised_at)
             transitions.append(_resolved(state.patient_id, alert, at))
     if transitions:
-        _forget_settle_check(state)  # an order whose alert resolved can settle now
+        state.derived.pop("settle_checked", None)  # an order whose alert resolved can settle
     if not findings:
         return transitions
     for slot, finding in sorted(findings.items(), key=lambda item: item[1].since):

@@ -66,7 +66,8 @@ def order_recorded(state: PatientState, order: MedicationOrder, at: float) -> No
 
     Derived values (in ``state.derived``): "by_class" orders per drug class, "steps" the dose step
     function with the latest glucocorticoid version time it covers, "intervals" therapy intervals
-    per order, "treatment_spans", "latest_version_at", "instants" and "picture" (picture_at).
+    per order, "treatment_spans", "latest_version_at", "instants", "picture" (picture_at) and
+    "settle_checked" (engine.settle_orders: the horizon at which nothing was left to settle).
     A version at or after every earlier one (the usual, in-order case) only appends to the dose
     steps; a late version rebuilds them.
     """
@@ -74,6 +75,7 @@ def order_recorded(state: PatientState, order: MedicationOrder, at: float) -> No
     if len(order.versions) == 1:
         derived.pop("by_class", None)  # possibly a new order
     derived.pop("picture", None)
+    derived.pop("settle_checked", None)  # this version may stop the order before the horizon
     intervals = derived.get("intervals")
     if intervals is not None:
         intervals.pop(order.order_id, None)

@@ -35,7 +35,6 @@ from imnm_common.service_layer.replay import (
 class ShareOutcome:
     """One share's transitions (alert.v1 JSON, in position order) and counts."""
 
-    share: PatientShare
     transitions: list[tuple[Position, bytes]]
     stats: ReplayStats
     rejections: list[Rejection]
@@ -84,7 +83,6 @@ def replay_share(
     for position, transition in replay.finish_positioned(now):
         transitions.append((position, transition.model_dump_json().encode()))
     return ShareOutcome(
-        share=share,
         transitions=transitions,
         stats=replay.stats,
         rejections=replay.rejections if share.index == 0 else [],

@@ -187,10 +187,8 @@ def test_years_re_delivered_out_of_order_replay_to_the_end(seed: int) -> None:
     stream (some years early or late, past the seen-event window): every line is accounted
     for, none raises."""
     spec = StreamSpec(patients=40, days=365 * 3, seed=seed, renew_every_days=90)
-    lines = list(generate_lines(spec))
-    rng = random.Random(seed)
-    for _ in range(len(lines) // 10):
-        lines.insert(rng.randrange(len(lines)), lines[rng.randrange(len(lines))])
+    lines = delivered_out_of_order(list(generate_lines(spec)), random.Random(seed),
+                                   re_delivered_every=10)
     r = Replay()
     transitions = [*r.feed_lines(lines), *r.finish()]
     assert r.stats.read == len(lines) == r.stats.accepted + r.stats.duplicates

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import shutil
 import sys
 import tempfile
@@ -19,9 +20,9 @@ from imnm_common.domain.picture import ClinicalPicture
 from imnm_common.runtime import tune_gc_for_batch
 from imnm_common.service_layer import rules_config
 from imnm_common.service_layer.replay import Rejection, Replay, ReplayStats
-from imnm_common.service_layer.replay_shares import replay_in_shares
+from imnm_common.service_layer.replay_shares import ShareError, replay_in_shares
 
-EXIT_OK, EXIT_USAGE, EXIT_REJECTED = 0, 2, 3
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_REJECTED = 0, 1, 2, 3
 
 
 class UsageError(Exception):
@@ -32,7 +33,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     replay = commands.add_parser(
         "replay",
         help="replay canonical events (JSON lines) and print alert transitions",
-        description="Exit status: 0 all lines accepted, 3 some rejected, 2 usage or I/O error.",
+        description="Exit status: 0 all lines accepted, 3 some rejected, 2 usage or I/O error, "
+        "1 a worker of --jobs failed.",
     )
     replay.add_argument("file", help="events.v1 JSON lines; '-' reads standard input")
     _common(replay)
@@ -40,7 +42,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     replay.add_argument(
         "--jobs", type=int, default=1, metavar="N",
         help="worker processes, each judging a share of the patients; the output is the same "
-        "as with one, written when all have finished ('-' is spooled to a temporary file)",
+        "as with one ('-' is spooled to a temporary file first)",
     )
     replay.set_defaults(handler=run_replay)
 
@@ -113,31 +115,38 @@ def run_replay(args: argparse.Namespace) -> int:
     except UsageError as error:
         print(f"imnm replay: {error}", file=sys.stderr)
         return EXIT_USAGE
+    except ShareError as error:
+        print(f"imnm replay: {error}", file=sys.stderr)
+        return EXIT_FAILED
     _report(replay.stats, replay.rejections, len(replay.states), elapsed, sys.stderr)
     return EXIT_REJECTED if replay.stats.rejected_total else EXIT_OK
 
 
 def _replay_in_shares(args: argparse.Namespace, config: RulesConfig, now: float | None) -> int:
     started = time.perf_counter()
-    if args.file == "-":
-        # Every worker reads the whole stream, so standard input is spooled to a file first.
-        with tempfile.NamedTemporaryFile(prefix="imnm-replay-", suffix=".jsonl") as spool:
+    with contextlib.ExitStack() as stack:
+        path = args.file
+        if path == "-":
+            # Every worker reads the whole stream, so standard input is spooled to a file first.
+            spool = stack.enter_context(
+                tempfile.NamedTemporaryFile(prefix="imnm-replay-", suffix=".jsonl")
+            )
             shutil.copyfileobj(sys.stdin.buffer, spool)
             spool.flush()
-            shared = replay_in_shares(spool.name, args.jobs, config, now)
-    else:
-        _open(args.file).close()  # a usage error here, not a traceback from every worker
-        shared = replay_in_shares(args.file, args.jobs, config, now)
-    table = args.format == "table"
-    if table:
-        _table_header(sys.stdout)
-    out = sys.stdout.buffer
-    for document in shared.transitions():
-        if table:
-            _table_row(sys.stdout, AlertTransition.model_validate_json(document))
+            path = spool.name
         else:
-            out.write(document + b"\n")
-    out.flush()
+            _open(path).close()  # a usage error here, not a traceback from every worker
+        shared = stack.enter_context(replay_in_shares(path, args.jobs, config, now))
+        table = args.format == "table"
+        if table:
+            _table_header(sys.stdout)
+        out = sys.stdout.buffer
+        for document in shared.transitions():
+            if table:
+                _table_row(sys.stdout, AlertTransition.model_validate_json(document))
+            else:
+                out.write(document + b"\n")
+        out.flush()
     elapsed = time.perf_counter() - started
     _report(shared.stats, shared.rejections, shared.patients, elapsed, sys.stderr)
     return EXIT_REJECTED if shared.stats.rejected_total else EXIT_OK

@@ -1,12 +1,13 @@
 """A replay split into patient shares gives the single replay's output, byte for byte.
 
-The shares run in this process here (``replay_share`` is what each worker process runs); the
-CLI test runs them in worker processes.
+Most shares run in this process here (``share_output`` is what each worker process runs); the
+last tests, and the CLI test, run them in worker processes.
 """
 
 from __future__ import annotations
 
 import json
+import multiprocessing
 import random
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,7 +16,14 @@ import pytest
 
 from imnm_common.domain.config import RulesConfig
 from imnm_common.service_layer.replay import PatientShare, Replay
-from imnm_common.service_layer.replay_shares import SharedReplay, replay_share
+from imnm_common.service_layer.replay_shares import (
+    SharedReplay,
+    ShareError,
+    ShareFailed,
+    ShareSummary,
+    replay_in_shares,
+    share_output,
+)
 from imnm_demo.generator import StreamSpec, delivered_out_of_order, generate_lines
 
 END = 1_760_000_000.0  # 2025-10-09, after every generated stream below
@@ -56,23 +64,23 @@ def test_shares_merged_give_the_single_replays_output_and_counts(
     single, replay = _single(path, config, END)
     assert len(single) > 200
 
-    outcomes = [replay_share(str(path), PatientShare(i, shares), config, END)
-                for i in range(shares)]
-    shared = SharedReplay(outcomes)
+    shared = SharedReplay([share_output(str(path), PatientShare(i, shares), config, END, chunk=50)
+                           for i in range(shares)])
     assert list(shared.transitions()) == single
     assert shared.stats == replay.stats
     assert shared.rejections == replay.rejections
     assert shared.patients == len(replay.states)
-    assert all(outcome.clock == replay.clock for outcome in outcomes)
+    assert shared.clocks == [replay.clock] * shares
     # each share judged patients of its own, and every patient was judged by one share
-    assert all(0 < outcome.patients < shared.patients for outcome in outcomes)
+    summaries = [summary for summary in shared.summaries if summary is not None]
+    assert all(0 < summary.patients < shared.patients for summary in summaries)
 
 
 def test_shares_finish_at_the_last_event_without_now(tmp_path: Path) -> None:
     path = tmp_path / "events.jsonl"
     path.write_text("\n".join(STREAMS["year out of order"]()) + "\n")
     single, _ = _single(path, RulesConfig(), None)
-    shared = SharedReplay([replay_share(str(path), PatientShare(i, 2), RulesConfig(), None)
+    shared = SharedReplay([share_output(str(path), PatientShare(i, 2), RulesConfig(), None)
                            for i in range(2)])
     assert list(shared.transitions()) == single
 
@@ -118,9 +126,68 @@ def test_the_finish_comes_after_the_last_events_own_transitions(tmp_path: Path) 
     path.write_text("\n".join(lines) + "\n")
     now = datetime(2025, 6, 1, tzinfo=UTC).timestamp()
     single, _ = _single(path, RulesConfig(), now)
-    shared = SharedReplay([replay_share(str(path), PatientShare(i, 2), RulesConfig(), now)
+    shared = SharedReplay([share_output(str(path), PatientShare(i, 2), RulesConfig(), now)
                            for i in range(2)])
     merged = list(shared.transitions())
     assert merged == single
     rules = [json.loads(document)["rule"] for document in merged]
     assert rules[0] == "statin_active" and len(rules) > 1
+
+
+def test_the_merge_writes_before_the_shares_have_finished(tmp_path: Path) -> None:
+    """The first transitions come out while every share still has the rest of the file to
+    read: nothing waits for a share's end, so the memory held does not grow with the output."""
+    path = tmp_path / "events.jsonl"
+    path.write_text("\n".join(STREAMS["year in order, bad lines"]()) + "\n")
+    single, _ = _single(path, RulesConfig(), END)
+    shared = SharedReplay([share_output(str(path), PatientShare(i, 2), RulesConfig(), END, chunk=10)
+                           for i in range(2)])
+    merged = shared.transitions()
+    first = [next(merged) for _ in range(5)]
+    assert first == single[:5]
+    assert shared.summaries == [None, None]
+    with pytest.raises(RuntimeError, match="once every transition"):
+        _ = shared.stats
+    assert first + list(merged) == single
+    assert None not in shared.summaries
+
+
+def _summary() -> ShareSummary:
+    return ShareSummary(stats=Replay().stats, rejections=[], patients=0, clock=None)
+
+
+def test_a_failed_or_truncated_share_is_an_error_not_a_shorter_output() -> None:
+    failed = SharedReplay([iter([_summary()]), iter([ShareFailed("MemoryError: ")])])
+    with pytest.raises(ShareError, match="share 2 failed: MemoryError"):
+        list(failed.transitions())
+    truncated = SharedReplay([iter([]), iter([_summary()])])
+    with pytest.raises(ShareError, match="share 1 ended without its summary"):
+        list(truncated.transitions())
+
+
+def test_worker_processes_give_the_single_output_and_stop_when_the_block_ends(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "events.jsonl"
+    path.write_text("\n".join(STREAMS["year out of order"]()) + "\n")
+    single, replay = _single(path, RulesConfig(), END)
+    with replay_in_shares(str(path), 2, RulesConfig(), END) as shared:
+        assert list(shared.transitions()) == single
+    assert shared.stats == replay.stats
+    assert multiprocessing.active_children() == []
+    # read one transition and leave: the workers, blocked on their full queues (8 chunks of
+    # one transition), are stopped
+    with replay_in_shares(str(path), 2, RulesConfig(), END, chunk=1) as shared:
+        assert next(shared.transitions()) == single[0]
+        assert len(multiprocessing.active_children()) == 2  # blocked, not finished
+    assert multiprocessing.active_children() == []
+
+
+def test_a_worker_that_fails_is_reported_with_its_reason(tmp_path: Path) -> None:
+    missing = str(tmp_path / "gone.jsonl")
+    with (
+        pytest.raises(ShareError, match="failed: FileNotFoundError"),
+        replay_in_shares(missing, 2, RulesConfig(), END) as shared,
+    ):
+        list(shared.transitions())
+    assert multiprocessing.active_children() == []

@@ -1,6 +1,7 @@
 """From the hospital's interfaces to the pharmacist: on the suite `make run` starts, an IMNM
 diagnosis sent as FHIR and a statin order sent as HL7 v2 (with `imnm send-raw`) become a
-critical statin alert on the console's worklist, explained."""
+critical statin alert on the console's worklist, explained; a FHIR body weight and a prednisone
+order in mg/kg become a Pneumocystis prophylaxis alert that names the weight it used."""
 
 from __future__ import annotations
 
@@ -32,7 +33,8 @@ def test_hl7_and_fhir_in_statin_alert_on_the_worklist(tmp_path: Path) -> None:
     try:
         bootstrap = suite.wait_until_up()
         for flag, example in (("--fhir", "imnm-diagnosis.fhir.json"),
-                              ("--hl7v2", "statin-order-and-ck.hl7")):
+                              ("--hl7v2", "statin-order-and-ck.hl7"),
+                              ("--fhir", "weight-and-prednisone-mg-per-kg.fhir.json")):
             sent = subprocess.run(
                 [*imnm_executable(), "send-raw", flag, str(EXAMPLES / example),
                  "--bootstrap", bootstrap],
@@ -40,7 +42,8 @@ def test_hl7_and_fhir_in_statin_alert_on_the_worklist(tmp_path: Path) -> None:
             assert sent.returncode == 0, sent.stderr.decode()
         found: list[dict] = []
         deadline = time.monotonic() + 90
-        while not found and time.monotonic() < deadline:
+        wanted = {"statin_active", "pjp_prophylaxis_missing"}
+        while not wanted <= {a["rule"] for a in found} and time.monotonic() < deadline:
             try:
                 with urllib.request.urlopen(
                     f"{console}/api/alerts?state=needs_action&patient_id=MRN-2001", timeout=10
@@ -56,6 +59,10 @@ def test_hl7_and_fhir_in_statin_alert_on_the_worklist(tmp_path: Path) -> None:
         assert "atorvastatin" in statin[0]["summary"].lower()
         assert statin[0]["evidence"]  # the converted events behind it, by their HL7/FHIR ids
         assert all(e.startswith(("hl7v2:", "fhir:")) for e in statin[0]["evidence"])
+        [pjp] = [a for a in found if a["rule"] == "pjp_prophylaxis_missing"]
+        assert pjp["detail"].startswith("Glucocorticoid 72 mg/day prednisone-equivalent"), pjp
+        assert "body weight of 72 kg on 2025-01-09" in pjp["detail"]
+        assert "fhir:Observation/wt-2001/1" in pjp["evidence"]
     finally:
         code = suite.stop()
     assert code == 0, suite.printed()

@@ -24,6 +24,18 @@ from pydantic import (
 CREATINE_KINASE_LOINC = "2157-6"
 MAX_PLAUSIBLE_CK_U_PER_L = 1_000_000.0
 MAX_MMT8_SCORE = 150.0
+# Body weight (LOINC 29463-7 body weight, 3141-9 measured, 8335-2 estimated): weight-based
+# glucocorticoid doses (mg/kg) are converted with it, so it needs a mass unit.
+BODY_WEIGHT_LOINCS = frozenset({"29463-7", "3141-9", "8335-2"})
+KG_PER_WEIGHT_UNIT = {"kg": 1.0, "g": 0.001, "[lb_av]": 0.45359237, "lb": 0.45359237,
+                      "lbs": 0.45359237}
+MAX_PLAUSIBLE_BODY_WEIGHT_KG = 700.0
+
+
+def body_weight_in_kg(value: float, unit: str | None) -> float | None:
+    """A body weight in kg, or None when the unit is not one of ``KG_PER_WEIGHT_UNIT``."""
+    factor = KG_PER_WEIGHT_UNIT.get(unit.strip().lower()) if unit else None
+    return None if factor is None else value * factor
 
 # LabResultEvent field rules, shared with the converters.
 LOINC_PATTERN = r"^[0-9]{1,7}-[0-9]$"
@@ -65,7 +77,11 @@ class LabResultEvent(_Envelope):
         "above the analyser's range is value 2000 with comparator \">\". Requires value.",
     )
     value_text: str | None = Field(default=None, min_length=1, max_length=MAX_VALUE_TEXT)
-    unit: str | None = Field(default=None, max_length=32, description="UCUM unit, e.g. U/L.")
+    unit: str | None = Field(
+        default=None, max_length=32,
+        description="UCUM unit, e.g. U/L. A body weight (LOINC 29463-7, 3141-9, 8335-2) needs "
+        "kg, g or [lb_av]: weight-based (mg/kg) glucocorticoid doses are converted with it.",
+    )
     reference_high: float | None = Field(default=None, ge=0)
     result_id: str | None = Field(default=None, min_length=1, max_length=128)
     status: Literal["final", "corrected", "preliminary", "cancelled", "entered-in-error"] = "final"
@@ -85,7 +101,23 @@ class LabResultEvent(_Envelope):
                 f"value: creatine kinase {self.value:g} is implausible "
                 f"(above {MAX_PLAUSIBLE_CK_U_PER_L:,.0f} U/L)"
             )
+        if self.loinc in BODY_WEIGHT_LOINCS and self.value is not None:
+            self._check_body_weight(self.value)
         return self
+
+    def _check_body_weight(self, value: float) -> None:
+        kg = body_weight_in_kg(value, self.unit)
+        if kg is None:
+            raise ValueError(
+                f"unit: a body weight needs a mass unit (kg, g or [lb_av]), not {self.unit!r}"
+            )
+        if self.comparator is not None:
+            raise ValueError("comparator: a body weight is a measurement, not a bound")
+        if not 0 < kg <= MAX_PLAUSIBLE_BODY_WEIGHT_KG:
+            raise ValueError(
+                f"value: a body weight of {kg:g} kg is implausible "
+                f"(0 to {MAX_PLAUSIBLE_BODY_WEIGHT_KG:g} kg)"
+            )
 
 
 class Medication(_Strict):
@@ -102,7 +134,11 @@ class Medication(_Strict):
 
 class Dose(_Strict):
     value: float = Field(gt=0)
-    unit: str = Field(min_length=1, max_length=16, description="mg, g, mcg, tablet, mL, unit, ...")
+    unit: str = Field(
+        min_length=1, max_length=16,
+        description="mg, g, mcg, tablet, mL, unit, ...; mg/kg, g/kg, mcg/kg for a weight-based "
+        "dose (glucocorticoids: converted with the patient's body weight result)",
+    )
 
 
 class Frequency(_Strict):

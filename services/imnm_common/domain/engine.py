@@ -31,6 +31,7 @@ from imnm_common.contracts.events import (
     LabResultEvent,
     MedicationOrderEvent,
     MuscleAssessmentEvent,
+    body_weight_in_kg,
 )
 from imnm_common.domain import knowledge
 from imnm_common.domain.config import DEFAULT_RULES_CONFIG, RulesConfig
@@ -42,6 +43,7 @@ from imnm_common.domain.picture import (
     picture_at,
     summed_dose_steps,
     therapy_intervals,
+    weight_at,
 )
 from imnm_common.domain.rules import RULES, Finding, RuleContext, left_force_last
 from imnm_common.domain.state import (
@@ -195,6 +197,8 @@ def _rules_read_by(state: PatientState, event: CanonicalEvent) -> tuple[str, ...
             return _RULES_READING_CK
         if event.loinc in knowledge.LOINC_TACROLIMUS:
             return _RULES_READING_TACROLIMUS
+        if event.loinc in knowledge.LOINC_BODY_WEIGHT:
+            return _RULES_READING_ORDERS_OF["glucocorticoid"]  # weight-based doses
         return ()  # antibodies only change wording
     if isinstance(event, MuscleAssessmentEvent):
         return _RULES_READING_MMT8
@@ -226,16 +230,19 @@ def _record_order(state: PatientState, event: MedicationOrderEvent, at: float) -
     # not carry that text in the state, which every table write copies.
     methotrexate = "methotrexate" in recognition.agents
     quoted = DrugClass.STATIN in recognition.classes or methotrexate
-    mg_per_day = None
+    mg_per_day = mg_per_kg_per_day = None
     if recognition.prednisone_factor is not None and event.dose is not None:
+        freq = event.frequency
+        # No frequency on a glucocorticoid order: once daily, the usual default.
+        per_day = freq.times / (freq.period * knowledge.PERIOD_DAYS[freq.unit]) if freq else 1.0
         dose_mg = knowledge.mass_in_mg(event.dose.value, event.dose.unit)
         if dose_mg is not None:
-            freq = event.frequency
-            # No frequency on a glucocorticoid order: once daily, the usual default.
-            per_day = (
-                freq.times / (freq.period * knowledge.PERIOD_DAYS[freq.unit]) if freq else 1.0
-            )
             mg_per_day = dose_mg * recognition.prednisone_factor * per_day
+        else:
+            mg_per_kg = knowledge.mass_per_kg_in_mg(event.dose.value, event.dose.unit)
+            if mg_per_kg is not None:
+                mg_per_kg_per_day = mg_per_kg * recognition.prednisone_factor * per_day
+                mg_per_day = _weighed(mg_per_kg_per_day, weight_at(state.body_weights, at))
     version = OrderVersion(
         at=at,
         status=event.status,
@@ -247,6 +254,7 @@ def _record_order(state: PatientState, event: MedicationOrderEvent, at: float) -
             knowledge.mass_in_mg(event.dose.value, event.dose.unit)
             if methotrexate and event.dose is not None else None
         ),
+        mg_per_kg_per_day=mg_per_kg_per_day,
     )
     if order is None:
         order = MedicationOrder(
@@ -294,6 +302,9 @@ def _record_lab(
         series = state.creatine_kinase
     elif event.loinc in knowledge.LOINC_TACROLIMUS:
         series = state.tacrolimus_troughs
+    elif event.loinc in knowledge.LOINC_BODY_WEIGHT:
+        _record_weight(state, event, at, config)
+        return
     else:
         return
     key_id = event.result_id
@@ -312,6 +323,63 @@ def _record_lab(
         series.sort(key=lambda r: r.at)
         horizon = series[-1].at - config.lab_history_days * DAY
         series[:] = [r for r in series if r.at >= horizon]
+
+
+def _record_weight(
+    state: PatientState, event: LabResultEvent, at: float, config: RulesConfig
+) -> None:
+    """Keep the body weights (kg) and convert the weight-based glucocorticoid doses again."""
+    key_id = event.result_id
+    weights = [
+        w for w in state.body_weights
+        if not ((key_id is not None and w.result_id == key_id) or w.event_id == event.event_id)
+    ]
+    kg = None if event.value is None else body_weight_in_kg(event.value, event.unit)
+    if event.status in {"final", "corrected"} and kg is not None:
+        weights.append(LabValue(at, kg, event.event_id, event.result_id))
+        weights.sort(key=lambda w: w.at)
+    state.body_weights = weights
+    _convert_weight_based_doses(state)
+    state.body_weights = _weights_kept(state, config)
+
+
+def _convert_weight_based_doses(state: PatientState) -> None:
+    changed = False
+    weights = state.body_weights
+    for order in state.orders_of(DrugClass.GLUCOCORTICOID):
+        for index, version in enumerate(order.versions):
+            if version.mg_per_kg_per_day is None:
+                continue
+            mg_per_day = _weighed(version.mg_per_kg_per_day, weight_at(weights, version.at))
+            if mg_per_day != version.prednisone_equivalent_mg_per_day:
+                order.versions[index] = version._replace(
+                    prednisone_equivalent_mg_per_day=mg_per_day
+                )
+                changed = True
+    if changed:
+        state.derived.clear()  # the dose steps, and all that is derived from them, changed
+
+
+def _weights_kept(state: PatientState, config: RulesConfig) -> list[LabValue]:
+    """The weights of the lab history, the last one before it, and every weight a kept order
+    version was converted with: a version converts to the same dose whenever it is converted
+    again, however old it is."""
+    weights = state.body_weights
+    if not weights:
+        return weights
+    horizon = weights[-1].at - config.lab_history_days * DAY
+    first = max((i for i, w in enumerate(weights) if w.at <= horizon), default=0)
+    used = {
+        weight_at(weights, version.at)
+        for order in state.orders_of(DrugClass.GLUCOCORTICOID)
+        for version in order.versions
+        if version.mg_per_kg_per_day is not None
+    }
+    return [w for i, w in enumerate(weights) if i >= first or w in used]
+
+
+def _weighed(mg_per_kg_per_day: float, weight: LabValue | None) -> float | None:
+    return None if weight is None else mg_per_kg_per_day * weight.value
 
 
 def _is_positive(event: LabResultEvent) -> bool:

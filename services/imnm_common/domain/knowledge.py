@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from functools import lru_cache
 
+from imnm_common.contracts.events import BODY_WEIGHT_LOINCS
+
 
 class DrugClass(StrEnum):
     STATIN = "statin"
@@ -155,6 +157,7 @@ LOINC_ALDOLASE = "1761-6"
 LOINC_HMGCR_ANTIBODY = "93493-5"
 LOINC_SRP_ANTIBODY = "33921-8"
 ANTIBODY_BY_LOINC = {LOINC_HMGCR_ANTIBODY: "anti-HMGCR", LOINC_SRP_ANTIBODY: "anti-SRP"}
+LOINC_BODY_WEIGHT = BODY_WEIGHT_LOINCS  # the weight weight-based doses are converted with
 POSITIVE_WORDS = frozenset({"positive", "pos", "detected", "reactive", "present"})
 
 PULSE_THRESHOLD_MG_PER_DAY = 250.0  # >= this prednisone-equivalent is a pulse
@@ -240,5 +243,13 @@ def mass_in_mg(value: float, unit: str) -> float | None:
 
 
 _MASS_UNITS = {"mg": 1.0, "g": 1000.0, "mcg": 0.001, "ug": 0.001, "µg": 0.001, "ng": 1e-6}
+
+
+def mass_per_kg_in_mg(value: float, unit: str) -> float | None:
+    """A weight-based dose ("1 mg/kg") in mg per kg of body weight, or None for any other unit.
+    UCUM writes it ``mg/kg``; the rate forms (``mg/kg/d``) are not recognised."""
+    mass, slash, per = unit.strip().lower().partition("/")
+    factor = _MASS_UNITS.get(mass) if slash and per == "kg" else None
+    return None if factor is None else value * factor
 
 PERIOD_DAYS = {"h": 1.0 / 24.0, "d": 1.0, "wk": 7.0, "mo": 30.0}

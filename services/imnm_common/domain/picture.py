@@ -12,7 +12,14 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, overload
 
 from imnm_common.domain.knowledge import DrugClass
-from imnm_common.domain.state import DAY, DOSED_STATUSES, MedicationOrder, PatientState, TaperPhase
+from imnm_common.domain.state import (
+    DAY,
+    DOSED_STATUSES,
+    LabValue,
+    MedicationOrder,
+    PatientState,
+    TaperPhase,
+)
 
 T = TypeVar("T")
 
@@ -152,6 +159,17 @@ def summed_dose_steps(
         if not steps or abs(steps[-1][1] - total) > _EPSILON_MG:
             steps.append((at, total))
     return steps
+
+
+def weight_at(weights: list[LabValue], at: float) -> LabValue | None:
+    """The body weight a dose ordered at ``at`` is converted with: the latest measured at or
+    before it, else the first one after it (a patient weighed the day after the order)."""
+    found = None
+    for weight in weights:
+        if weight.at > at:
+            return weight if found is None else found
+        found = weight
+    return found
 
 
 def dose_at(steps: list[DoseStep], at: float) -> float:

@@ -23,6 +23,7 @@ from imnm_common.domain.picture import (
     bridged_run_start,
     dose_at,
     therapy_intervals,
+    weight_at,
 )
 from imnm_common.domain.state import (
     DAY,
@@ -117,6 +118,26 @@ def _order_evidence(orders: list[MedicationOrder], at: float) -> list[str]:
         if version is not None:
             ids.append(version.event_id)
     return ids
+
+
+def _weight_basis(p: ClinicalPicture, orders: list[MedicationOrder]) -> tuple[str, list[str]]:
+    """Which body weights the weight-based (mg/kg) doses in force were converted with: a
+    sentence for the detail and the weight results' event ids for the evidence."""
+    used: dict[str, LabValue] = {}
+    for order in orders:
+        version = order.version_at(p.at)
+        if (
+            version is not None
+            and version.mg_per_kg_per_day is not None
+            and version.prednisone_equivalent_mg_per_day is not None
+        ):
+            weight = weight_at(p.state.body_weights, version.at)
+            if weight is not None:
+                used[weight.event_id] = weight
+    if not used:
+        return "", []
+    weights = " and ".join(f"{mg(w.value)} kg on {day(w.at)}" for w in used.values())
+    return f" Weight-based doses are converted with the body weight of {weights}.", list(used)
 
 
 def left_force_last(orders: list[MedicationOrder], at: float) -> float | None:
@@ -288,6 +309,7 @@ def _sustained_rule(rule: str) -> Callable[[RuleContext], list[Finding]]:
         dose = p.prednisone_equivalent_mg_per_day
         gc_orders = p.orders_in_force(DrugClass.GLUCOCORTICOID)
         days_on = (p.at - run_start) / DAY
+        weight_note, weight_evidence = _weight_basis(p, gc_orders)
         return [
             Finding(
                 slot=rule,
@@ -298,9 +320,9 @@ def _sustained_rule(rule: str) -> Callable[[RuleContext], list[Finding]]:
                     f"Glucocorticoid {mg(dose)} mg/day prednisone-equivalent now, at or above "
                     f"{mg(threshold)} mg/day continuously since {day(run_start)} "
                     f"({days_on:.0f} days; threshold {cfg.min_days:g} days), with no "
-                    f"{' and no '.join(absent)} in force: {cover.why}."
+                    f"{' and no '.join(absent)} in force: {cover.why}.{weight_note}"
                 ),
-                evidence=_order_evidence(gc_orders, p.at),
+                evidence=_order_evidence(gc_orders, p.at) + weight_evidence,
                 suggestions=list(cover.suggestions),
             )
         ]
@@ -393,6 +415,7 @@ def taper_too_fast(ctx: RuleContext) -> list[Finding]:
         return []
     changed_at = max(start for start, _ in steps if start <= p.at)
     gc_orders = p.orders_in_force(DrugClass.GLUCOCORTICOID)
+    weight_note, weight_evidence = _weight_basis(p, gc_orders)
     return [
         Finding(
             slot="taper_too_fast",
@@ -404,9 +427,9 @@ def taper_too_fast(ctx: RuleContext) -> list[Finding]:
                 f"{reduction / ref_mg:.0%} ({mg(reduction)} mg) below {mg(ref_mg)} mg/day, the "
                 f"highest non-pulse dose of the previous {cfg.window_days:g} days (from "
                 f"{day(ref_from)}). Recommended: reduce by 10-20% every 4 weeks; relapse is "
-                "common during tapering."
+                f"common during tapering.{weight_note}"
             ),
-            evidence=_order_evidence(gc_orders, p.at),
+            evidence=_order_evidence(gc_orders, p.at) + weight_evidence,
             suggestions=[
                 f"Confirm the intended dose; a 20% step from {mg(ref_mg)} mg/day is "
                 f"{mg(ref_mg * 0.8)} mg/day",

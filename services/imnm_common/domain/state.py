@@ -44,6 +44,9 @@ class OrderVersion(NamedTuple):
     period_days: float | None = None  # days between administrations, for frequency rules
     dose_text: str = ""
     mg_per_dose: float | None = None  # methotrexate with a mass dose, for its dose range
+    # A weight-based glucocorticoid dose ("1 mg/kg"): prednisone-equivalent mg/kg/day. The mg/day
+    # above is this times the body weight at the version's time (None while none is known).
+    mg_per_kg_per_day: float | None = None
 
     @property
     def in_force(self) -> bool:
@@ -152,6 +155,7 @@ class PatientState:
     creatine_kinase: list[LabValue] = field(default_factory=list)
     tacrolimus_troughs: list[LabValue] = field(default_factory=list)
     mmt8_scores: list[MuscleScore] = field(default_factory=list)
+    body_weights: list[LabValue] = field(default_factory=list)  # values in kg
     open_alerts: dict[str, OpenAlert] = field(default_factory=dict)  # by slot
     last_resolved: dict[str, float] = field(default_factory=dict)  # by slot: last resolved_at
     seen_event_ids: list[str] = field(default_factory=list)  # bounded, oldest first
@@ -174,7 +178,7 @@ class PatientState:
         readable.pop("derived")
         for order in readable["orders"].values():
             order["versions"] = [version._asdict() for version in order["versions"]]
-        for series in ("creatine_kinase", "tacrolimus_troughs", "mmt8_scores"):
+        for series in ("creatine_kinase", "tacrolimus_troughs", "mmt8_scores", "body_weights"):
             readable[series] = [row._asdict() for row in readable[series]]
         return readable
 
@@ -204,6 +208,7 @@ class PatientState:
             self.dirty_rules,
             _settled_to_list(self.settled),
             self.judged_under,
+            self.body_weights,
         ], default=tuple)  # the named tuples
 
     @classmethod
@@ -211,9 +216,11 @@ class PatientState:
         raw = orjson.loads(data)
         if not isinstance(raw, list) or not raw or raw[0] not in _FORMATS_READ:
             raise ValueError(f"not a PatientState in format {_FORMAT}")
-        raw += [None] * (_FIELDS - len(raw))  # older formats end before settled, judged_under
+        # older formats end before settled, judged_under, body_weights
+        raw += [None] * (_FIELDS - len(raw))
         (_, patient_id, diagnosis, antibody, statin_associated, orders, cks, troughs, scores,
-         alerts, last_resolved, seen, times, rule_due, dirty_rules, settled, judged_under) = raw
+         alerts, last_resolved, seen, times, rule_due, dirty_rules, settled, judged_under,
+         weights) = raw
         return cls(
             patient_id=patient_id,
             diagnosis=Diagnosis(*diagnosis) if diagnosis else None,
@@ -227,6 +234,7 @@ class PatientState:
             creatine_kinase=[_lab_value(r) for r in cks],
             tacrolimus_troughs=[_lab_value(r) for r in troughs],
             mmt8_scores=[_score(m) for m in scores],
+            body_weights=[_lab_value(r) for r in weights or ()],
             open_alerts={slot: OpenAlert(*a) for slot, a in alerts.items()},
             last_resolved=last_resolved,
             seen_event_ids=seen,
@@ -256,18 +264,23 @@ class PatientState:
 
 
 DAY = 86_400.0
-_FORMAT = 5
+_FORMAT = 6
+# Format 5: seven-field order versions, no body weights; still read.
+_FORMAT_WITHOUT_WEIGHTS = 5
 # Format 4: five-field lab rows, six-field order versions, no judged_under; still read.
 _FORMAT_WITHOUT_COMPARATOR = 4
 _FORMAT_WITHOUT_SETTLED = 3  # written before orders were settled; still read
-_FIELDS = 17  # of a format 5 value
-_FORMATS_READ = frozenset({_FORMAT, _FORMAT_WITHOUT_COMPARATOR, _FORMAT_WITHOUT_SETTLED})
+_FIELDS = 18  # of a format 6 value
+_FORMATS_READ = frozenset({
+    _FORMAT, _FORMAT_WITHOUT_WEIGHTS, _FORMAT_WITHOUT_COMPARATOR, _FORMAT_WITHOUT_SETTLED,
+})
 
 
 _score = MuscleScore._make
 
 
-# Rows of formats 3 and 4 end before ``mg_per_dose`` and ``comparator``: the defaults fill in.
+# Rows of older formats end before ``mg_per_dose``, ``mg_per_kg_per_day`` and ``comparator``:
+# the defaults fill in.
 def _version(row: list[Any]) -> OrderVersion:
     return OrderVersion(*row)
 

@@ -26,6 +26,7 @@ CK_LOINC = "2157-6"
 TACROLIMUS_LOINC = "11253-2"
 HMGCR_LOINC = "93493-5"
 SRP_LOINC = "33921-8"
+BODY_WEIGHT_LOINC = "29463-7"
 
 Event = dict[str, Any]
 
@@ -155,6 +156,10 @@ class Chart:
         kw.setdefault("unit", "ng/mL")
         return self.lab(TACROLIMUS_LOINC, day, value, **kw)
 
+    def weight(self, day: float, value: float, **kw: Any) -> Event:
+        kw.setdefault("unit", "kg")
+        return self.lab(BODY_WEIGHT_LOINC, day, value, **kw)
+
     def mmt8(self, day: float, score: float, eid: str | None = None) -> Event:
         return self.add("muscle_assessment", day, eid, instrument="MMT8", score=score)
 
@@ -208,6 +213,19 @@ def drive(
         out.extend(engine.apply(state, event, config).transitions)
     out.extend(engine.advance(state, ts(now_day), config))
     return state, out
+
+
+def judge_everything(state: PatientState, at: float, config: RulesConfig
+                     ) -> list[AlertTransition]:
+    """``engine._evaluate`` judging every rule, due or not: the reference selective evaluation
+    must agree with (monkeypatched in)."""
+    closing = state.pending_at is not None and state.pending_at <= at
+    transitions = engine._reconcile(state, at, config, list(engine.ALL_RULES), full=True)
+    state.evaluated_at = at
+    if closing:
+        state.pending_at = None
+        state.dirty_rules = []
+    return transitions
 
 
 # --- transition views ------------------------------------------------------------------------

@@ -11,24 +11,11 @@ import json
 import random
 
 import pytest
+from domain_chart import judge_everything
 
-from imnm_common.contracts.alerts import AlertTransition
 from imnm_common.domain import engine
-from imnm_common.domain.config import RulesConfig
-from imnm_common.domain.state import PatientState
 from imnm_common.service_layer.replay import Replay
 from imnm_demo.generator import StreamSpec, delivered_out_of_order, generate_lines
-
-
-def _judge_everything(state: PatientState, at: float, config: RulesConfig
-                      ) -> list[AlertTransition]:
-    closing = state.pending_at is not None and state.pending_at <= at
-    transitions = engine._reconcile(state, at, config, list(engine.ALL_RULES), full=True)
-    state.evaluated_at = at
-    if closing:
-        state.pending_at = None
-        state.dirty_rules = []
-    return transitions
 
 
 def _replay(lines: list[str]) -> list[str]:
@@ -47,7 +34,7 @@ def test_selective_evaluation_equals_judging_every_rule(
     if shuffle:
         lines = delivered_out_of_order(lines, random.Random(seed))
     selective = _replay(lines)
-    monkeypatch.setattr(engine, "_evaluate", _judge_everything)
+    monkeypatch.setattr(engine, "_evaluate", judge_everything)
     reference = _replay(lines)
     assert len(reference) > 100
     assert selective == reference
@@ -73,7 +60,7 @@ def test_selective_evaluation_with_methotrexate_above_range(
 ) -> None:
     lines = _methotrexate_overdoses(list(generate_lines(StreamSpec(patients=120, seed=4))))
     selective = _replay(lines)
-    monkeypatch.setattr(engine, "_evaluate", _judge_everything)
+    monkeypatch.setattr(engine, "_evaluate", judge_everything)
     reference = _replay(lines)
     assert sum('"rule":"methotrexate_dose_above_range"' in t for t in reference) > 5
     assert selective == reference

@@ -34,7 +34,7 @@ def test_rows_are_arrays_and_times_stay_floats() -> None:
     raw = orjson.loads(encoded)
     orders, cks, scores = raw[5], raw[6], raw[8]
     version = orders[0][5][0]
-    assert version == [ts(0), "active", version[2], 60.0, 1.0, "", None]
+    assert version == [ts(0), "active", version[2], 60.0, 1.0, "", None, None]
     assert cks[0][:2] == [ts(1), 900.0]
     assert cks[1][0] == ts(2.5) + 0.25  # a fraction is kept
     assert scores == [[ts(3), 120.0, scores[0][2]]]
@@ -81,3 +81,23 @@ def test_a_bound_survives_the_table_and_older_rows_read_without_one() -> None:
     assert [(r.value, r.comparator) for r in older.creatine_kinase] == [
         (900.0, None), (700.0, None)]
     assert older == _state(_chart())
+
+
+def test_body_weights_and_weight_based_doses_survive_the_table_and_format_5_reads() -> None:
+    chart = _chart()
+    chart.weight(0, 70)
+    chart.rx("p2", 1, "prednisolone", dose=0.5, unit="mg/kg")
+    state = _state(chart)
+    decoded = PatientState.from_bytes(state.to_bytes())
+    assert decoded == state
+    assert [(w.at, w.value) for w in decoded.body_weights] == [(ts(0), 70.0)]
+    version = decoded.orders["p2"].versions[0]
+    assert (version.mg_per_kg_per_day, version.prednisone_equivalent_mg_per_day) == (0.5, 35.0)
+    assert decoded.to_dict()["body_weights"][0]["value"] == 70.0
+    # format 5: no body weights, order versions of seven fields
+    raw = orjson.loads(_state(_chart()).to_bytes())
+    raw[0] = 5
+    del raw[17]
+    for order in raw[5]:
+        order[5] = [version[:7] for version in order[5]]
+    assert PatientState.from_bytes(orjson.dumps(raw)) == _state(_chart())

@@ -599,3 +599,28 @@ def test_arbitrary_json_never_raises_anything_but_a_rejection(document: Any) -> 
                                   INVALID_EVENT}
     else:
         assert all(e.source == "fhir" and e.event_id.startswith("fhir:") for e in events)
+
+
+def test_a_body_weight_and_a_weight_based_prednisone_order_count_as_mg_per_day() -> None:
+    weighed = changed(
+        ck_observation(), id="wt-1",
+        code={"coding": [{"system": LOINC, "code": "29463-7", "display": "Body weight"}]},
+        valueQuantity={"value": 70, "unit": "kg", "system": UCUM, "code": "kg"},
+        referenceRange=None, interpretation=None,
+    )
+    [weight] = convert(weighed)
+    assert fields(weight)["unit"] == "kg" and fields(weight)["loinc"] == "29463-7"
+    dosage = prednisone_order()["dosageInstruction"][0]
+    dosage["doseAndRate"][0]["doseQuantity"] = {
+        "value": 1, "unit": "mg/kg", "system": UCUM, "code": "mg/kg"}
+    [order] = convert(changed(prednisone_order(), dosageInstruction=[dosage]))
+    assert fields(order)["dose"] == {"value": 1.0, "unit": "mg/kg"}
+    replay = Replay()
+    for event in (weight, order):
+        list(replay.feed(event))
+    [state_order] = replay.states[MRN].orders.values()
+    assert state_order.versions[0].prednisone_equivalent_mg_per_day == 70.0
+    # a weight in a unit that is not a mass is refused with the reason
+    no_mass = changed(weighed, valueQuantity={"value": 70, "unit": "cm", "system": UCUM,
+                                              "code": "cm"})
+    assert "a body weight needs a mass unit" in rejected(no_mass, INVALID_EVENT)

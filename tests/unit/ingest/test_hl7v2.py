@@ -668,3 +668,25 @@ def test_converted_statin_order_opens_the_statin_alert() -> None:
     assert alert.raised_at == datetime(2025, 1, 10, 14, 0, tzinfo=UTC)
     assert statin.event_id in alert.evidence and "dx-1" in alert.evidence
     assert "ORD-ATV-1" in alert.detail
+
+
+def test_a_body_weight_and_a_weight_based_prednisone_order_count_as_mg_per_day() -> None:
+    weight = only(ck_with(
+        "OBX|1|NM|29463-7^Body weight^LN||154|[lb_av]^pound^UCUM|||||F|||20250110073000+0000"
+    ))
+    assert (weight.loinc, weight.value, weight.unit) == ("29463-7", 154.0, "[lb_av]")
+    prednisone = only(rde(
+        "PH-0009", "NW", "20250110093000+0000", "8640^prednisone 20 MG Oral Tablet^RXNORM", "1",
+        "mg/kg^milligram per kilogram^UCUM", "QD^Once daily^HL70335", "PO^Oral^HL70162",
+    ))
+    assert prednisone.dose is not None and prednisone.dose.unit == "mg/kg"
+    replay = Replay()
+    for event in (weight, prednisone):
+        list(replay.feed(event))
+    [order] = replay.states[prednisone.patient_id].orders.values()
+    assert order.versions[0].prednisone_equivalent_mg_per_day == pytest.approx(69.85, abs=0.01)
+
+
+def test_a_body_weight_without_a_mass_unit_is_refused() -> None:
+    error = rejected(ck_with("OBX|1|NM|29463-7^Body weight^LN||70|||||F"))
+    assert "a body weight needs a mass unit" in error.reason

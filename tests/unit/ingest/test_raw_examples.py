@@ -3,6 +3,7 @@ the clinical story docs/ingest.md describes for MRN-2001."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 from imnm_cli.ingest_cmds import split_fhir, split_hl7v2
@@ -38,6 +39,10 @@ def test_every_example_converts_and_tells_the_story() -> None:
     replay = Replay()
     transitions = [t for e in sorted(events, key=lambda e: e.occurred_at)
                    for t in replay.feed(e)]
-    transitions += list(replay.finish())
+    transitions += list(replay.finish(datetime(2025, 3, 1, tzinfo=UTC).timestamp()))
     opened = {t.rule for t in transitions if t.status == "open"}
     assert {"statin_active", "methotrexate_dose_above_range"} <= opened
+    # prednisone 1 mg/kg at the FHIR body weight of 72 kg: 72 mg/day for 28 days, no prophylaxis
+    [pjp] = [t for t in transitions if t.rule == "pjp_prophylaxis_missing"]  # on 2025-02-07
+    assert pjp.detail.startswith("Glucocorticoid 72 mg/day prednisone-equivalent")
+    assert "fhir:Observation/wt-2001/1" in pjp.evidence

@@ -101,7 +101,11 @@ class LabResultEvent(_Envelope):
                 f"value: creatine kinase {self.value:g} is implausible "
                 f"(above {MAX_PLAUSIBLE_CK_U_PER_L:,.0f} U/L)"
             )
-        if self.loinc in BODY_WEIGHT_LOINCS and self.value is not None:
+        if (
+            self.loinc in BODY_WEIGHT_LOINCS
+            and self.value is not None
+            and self.status not in {"entered-in-error", "cancelled"}  # a value that never was
+        ):
             self._check_body_weight(self.value)
         return self
 

@@ -159,6 +159,9 @@ def test_units_and_implausible_weights_are_refused_with_a_reason() -> None:
             parse_event_object(event)
         assert rejected.value.reason == reason
     assert parse_event_object(chart.weight(1, 70_000, unit="g")).value == 70_000
+    # withdrawing a weight needs no unit: its value never was
+    withdrawn = chart.lab(BODY_WEIGHT_LOINC, 2, 70, status="entered-in-error", result_id="w")
+    assert parse_event_object(withdrawn).status == "entered-in-error"
 
 
 def test_weight_based_units() -> None:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import random
 import sys
+from collections.abc import Iterable
 from datetime import datetime
 
-from imnm_demo.generator import StreamSpec, generate_lines
+from imnm_demo.generator import StreamSpec, generate_lines, with_weight_based_doses
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -20,6 +22,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--renew-every-days", type=float, default=None,
                         help="renew every order in force this often (new order ids; long-term "
                              "care histories, e.g. 90 with --days 1825)")
+    parser.add_argument("--weight-based", action="store_true",
+                        help="weigh every patient now and then and write half the "
+                             "glucocorticoid doses in mg/kg")
     parser.add_argument("-o", "--output", default="-", help="file, or '-' for stdout")
     parser.set_defaults(handler=run)
 
@@ -41,7 +46,10 @@ def run(args: argparse.Namespace) -> int:
     spec = StreamSpec(patients=args.patients, days=args.days, start=start, seed=args.seed,
                       bad_fraction=args.bad_fraction, renew_every_days=args.renew_every_days)
     out = sys.stdout if args.output == "-" else open(args.output, "w", encoding="utf-8")  # noqa: SIM115
+    lines: Iterable[str] = generate_lines(spec)
+    if args.weight_based:
+        lines = with_weight_based_doses(list(lines), random.Random(f"{args.seed}:weights"))
     with out:
-        for line in generate_lines(spec):
+        for line in lines:
             out.write(line + "\n")
     return 0

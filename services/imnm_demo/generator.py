@@ -290,3 +290,61 @@ def delivered_out_of_order(
     for _ in range(len(lines) // re_delivered_every):
         lines.insert(rng.randrange(len(lines)), lines[rng.randrange(len(lines))])
     return lines
+
+
+BODY_WEIGHT_LOINC = "29463-7"
+_GLUCOCORTICOID_NAMES = ("prednisone", "prednisolone", "methylprednisolone", "dexamethasone",
+                         "hydrocortisone", "deflazacort")
+
+
+def with_weight_based_doses(
+    lines: list[str], rng: random.Random, *, weighed_every: float = 16.0,
+    per_kg_fraction: float = 0.5,
+) -> list[str]:
+    """``lines`` with every patient weighed at their first event and now and then after (about
+    one weight per ``weighed_every`` lines, drifting by up to 2%; some corrected or entered in
+    error later), and, for ``per_kg_fraction`` of the patients, every glucocorticoid dose in mg
+    written per kg of their first weight instead: the same mg/day, give or take the drift."""
+    import json
+
+    weights: dict[str, tuple[float, bool]] = {}  # patient -> (first weight, doses per kg)
+    current: dict[str, float] = {}
+    out: list[str] = []
+    for number, line in enumerate(lines):
+        try:
+            event = json.loads(line)
+            patient = event["patient_id"]
+            at = event["occurred_at"]
+        except (ValueError, TypeError, KeyError):
+            out.append(line)  # a malformed line (``bad_fraction``) stays as it is
+            continue
+        first = patient not in weights
+        if first:
+            weights[patient] = (round(rng.uniform(45, 110), 1), rng.random() < per_kg_fraction)
+            current[patient] = weights[patient][0]
+            out.append(_weight_line(patient, at, current[patient], "final", f"{number}", 0))
+        baseline, per_kg = weights[patient]
+        dose = event.get("dose")
+        name = (event.get("medication") or {}).get("name", "").lower()
+        if per_kg and dose and dose.get("unit") == "mg" and any(
+            word in name for word in _GLUCOCORTICOID_NAMES
+        ):
+            event["dose"] = {"value": round(dose["value"] / baseline, 4), "unit": "mg/kg"}
+            line = json.dumps(event, separators=(",", ":"))
+        out.append(line)
+        if not first and rng.random() * weighed_every < 1:
+            current[patient] = round(current[patient] * rng.uniform(0.98, 1.02), 1)
+            status = rng.choice(("final",) * 6 + ("corrected", "entered-in-error"))
+            result = 1 + rng.randrange(3)  # corrections and withdrawals hit a recent weight
+            out.append(_weight_line(patient, at, current[patient], status, f"{number}", result))
+    return out
+
+
+def _weight_line(patient: str, at: str, kg: float, status: str, number: str, result: int) -> str:
+    import json
+
+    return json.dumps({
+        "event_id": f"{patient}-weight-{number}", "patient_id": patient,
+        "event_type": "lab_result", "occurred_at": at, "loinc": BODY_WEIGHT_LOINC,
+        "value": kg, "unit": "kg", "status": status, "result_id": f"{patient}-weight-{result}",
+    }, separators=(",", ":"))

@@ -23,7 +23,12 @@ from test_tracker_processing import Store, diagnosis, record, statin
 from imnm_common.domain import engine
 from imnm_common.domain.config import RulesConfig
 from imnm_common.domain.state import PatientState
-from imnm_demo.generator import StreamSpec, delivered_out_of_order, generate_lines
+from imnm_demo.generator import (
+    StreamSpec,
+    delivered_out_of_order,
+    generate_lines,
+    with_weight_based_doses,
+)
 from imnm_tracker.core import TrackerCore
 from imnm_tracker.errors import StateRebuildError
 from imnm_tracker.metrics import TrackerMetrics
@@ -113,17 +118,20 @@ async def test_with_and_without_the_cache_the_same_alerts_and_stored_states(
     assert outcomes[0] == outcomes[1]
 
 
-@pytest.mark.parametrize("seed", [8, 11])
+@pytest.mark.parametrize(("seed", "weighed"), [(8, False), (11, False), (5, True)])
 async def test_years_out_of_order_give_the_same_alerts_and_states_with_and_without_the_cache(
-    seed: int,
+    seed: int, weighed: bool,
 ) -> None:
     """The same on two-year streams delivered out of order with orders settling after 60 days:
     a worker decoding every state from the table (as after a restart) judges and settles as
     one keeping them in memory. Without the cache it once settled late-stopped orders the
-    cached worker kept (the settling memo lived outside the stored state)."""
+    cached worker kept (the settling memo lived outside the stored state). ``weighed``: with
+    body weights (some corrected or withdrawn) and half the glucocorticoid doses in mg/kg."""
     spec = StreamSpec(patients=10, days=730, seed=seed, renew_every_days=60)
-    lines = delivered_out_of_order(list(generate_lines(spec)), random.Random(seed),
-                                   re_delivered_every=10)
+    lines = list(generate_lines(spec))
+    if weighed:
+        lines = with_weight_based_doses(lines, random.Random(seed))
+    lines = delivered_out_of_order(lines, random.Random(seed), re_delivered_every=10)
     recs = records([line.encode() for line in lines])
     config = RulesConfig(order_history_days=60, seen_event_ids_kept=256)
     outcomes = []
@@ -139,6 +147,14 @@ async def test_years_out_of_order_give_the_same_alerts_and_states_with_and_witho
         outcomes.append((per_patient(publisher.alerts), dict(store.values)))
     assert sum(map(len, outcomes[0][0].values())) > 30
     assert outcomes[0] == outcomes[1]
+    if weighed:
+        stored = [decode(value) for value in outcomes[0][1].values()]
+        assert sum(len(state.body_weights) for state in stored) > 10
+        converted = [v for state in stored for order in state.orders.values()
+                     for v in order.versions
+                     if v.mg_per_kg_per_day is not None
+                     and v.prednisone_equivalent_mg_per_day is not None]
+        assert len(converted) > 10
 
 
 async def test_a_failed_publish_drops_the_changed_cached_states() -> None:

@@ -159,3 +159,18 @@ def test_the_batch_commands_set_the_batch_gc_thresholds(
         assert gc.get_threshold() == BATCH_GC_THRESHOLDS
     finally:
         gc.set_threshold(*before)
+
+
+def test_generate_weight_based_weighs_patients_and_writes_doses_per_kg(tmp_path: Path) -> None:
+    paths = [tmp_path / "a.jsonl", tmp_path / "b.jsonl"]
+    for path in paths:
+        done = imnm("generate", "--patients", "20", "--seed", "4", "--weight-based",
+                    "-o", str(path))
+        assert done.returncode == 0, done.stderr.decode()
+    assert paths[0].read_bytes() == paths[1].read_bytes()  # seeded
+    events = [json.loads(line) for line in paths[0].read_text().splitlines()]
+    weights = [e for e in events if e.get("loinc") == "29463-7"]
+    assert {e["patient_id"] for e in weights} == {e["patient_id"] for e in events}
+    assert any((e.get("dose") or {}).get("unit") == "mg/kg" for e in events)
+    replayed = transitions(imnm("replay", str(paths[0]), "--now", "2026-01-01T00:00:00Z"))
+    assert any("converted with the body weight" in t["detail"] for t in replayed)

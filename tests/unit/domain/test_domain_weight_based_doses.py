@@ -9,7 +9,6 @@ dose, as a dose in tablets).
 
 from __future__ import annotations
 
-import json
 import random
 
 import pytest
@@ -29,7 +28,12 @@ from imnm_common.domain import engine, knowledge
 from imnm_common.domain.config import RulesConfig
 from imnm_common.domain.state import PatientState
 from imnm_common.service_layer.replay import Replay
-from imnm_demo.generator import StreamSpec, delivered_out_of_order, generate_lines
+from imnm_demo.generator import (
+    StreamSpec,
+    delivered_out_of_order,
+    generate_lines,
+    with_weight_based_doses,
+)
 
 PJP = "pjp_prophylaxis_missing"
 
@@ -174,38 +178,6 @@ def test_weight_based_units() -> None:
 
 # ---------------------------------------------------------------------------------------------
 # generated years with weights and weight-based doses
-def _weight_based(lines: list[str], seed: int) -> list[str]:
-    """Every patient weighed now and then (some weights corrected or entered in error later),
-    and half of the glucocorticoid orders written in mg/kg."""
-    rng = random.Random(seed)
-    weights: dict[str, float] = {}
-    out: list[str] = []
-    for number, line in enumerate(lines):
-        event = json.loads(line)
-        patient = event["patient_id"]
-        dose = event.get("dose")
-        if (
-            event["event_type"] == "medication_order"
-            and dose and dose["unit"] == "mg"
-            and knowledge.DrugClass.GLUCOCORTICOID in knowledge.recognise(
-                None, None, event["medication"].get("name"), None).classes
-            and rng.random() < 0.5
-        ):
-            event["dose"] = {"value": round(dose["value"] / 70, 3), "unit": "mg/kg"}
-        out.append(json.dumps(event))
-        if rng.random() < 0.06:
-            weight = weights.setdefault(patient, rng.uniform(45, 110))
-            weights[patient] = weight * rng.uniform(0.93, 1.05)
-            status = rng.choice(["final"] * 6 + ["corrected", "entered-in-error"])
-            result = {"event_id": f"w-{number}", "patient_id": patient,
-                      "event_type": "lab_result", "occurred_at": event["occurred_at"],
-                      "loinc": BODY_WEIGHT_LOINC, "value": round(weights[patient], 1),
-                      "unit": "kg", "status": status,
-                      "result_id": f"w-{patient}-{rng.randrange(4)}"}
-            out.append(json.dumps(result))
-    return out
-
-
 def _transitions(lines: list[str], roundtrip: bool = False) -> list[str]:
     r = Replay()
     out: list[str] = []
@@ -223,7 +195,8 @@ def _transitions(lines: list[str], roundtrip: bool = False) -> list[str]:
 def test_years_with_weights_judge_selectively_and_restored_as_judged_in_memory(
     seed: int, shuffle: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    lines = _weight_based(list(generate_lines(StreamSpec(patients=40, seed=seed))), seed)
+    lines = with_weight_based_doses(list(generate_lines(StreamSpec(patients=40, seed=seed))),
+                                    random.Random(seed))
     if shuffle:
         lines = delivered_out_of_order(lines, random.Random(seed))
     selective = _transitions(lines)

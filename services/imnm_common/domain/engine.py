@@ -303,7 +303,7 @@ def _record_lab(
     elif event.loinc in knowledge.LOINC_TACROLIMUS:
         series = state.tacrolimus_troughs
     elif event.loinc in knowledge.LOINC_BODY_WEIGHT:
-        _record_weight(state, event, at, config)
+        _record_weight(state, event, at)
         return
     else:
         return
@@ -325,9 +325,7 @@ def _record_lab(
         series[:] = [r for r in series if r.at >= horizon]
 
 
-def _record_weight(
-    state: PatientState, event: LabResultEvent, at: float, config: RulesConfig
-) -> None:
+def _record_weight(state: PatientState, event: LabResultEvent, at: float) -> None:
     """Keep the body weights (kg) and convert the weight-based glucocorticoid doses again."""
     key_id = event.result_id
     weights = [
@@ -340,7 +338,7 @@ def _record_weight(
         weights.sort(key=lambda w: w.at)
     state.body_weights = weights
     _convert_weight_based_doses(state)
-    state.body_weights = _weights_kept(state, config)
+    state.body_weights = _weights_kept(state)
 
 
 def _convert_weight_based_doses(state: PatientState) -> None:
@@ -360,14 +358,21 @@ def _convert_weight_based_doses(state: PatientState) -> None:
         state.derived.clear()  # the dose steps, and all that is derived from them, changed
 
 
-def _weights_kept(state: PatientState, config: RulesConfig) -> list[LabValue]:
-    """The weights of the lab history, the last one before it, and every weight a kept order
-    version was converted with: a version converts to the same dose whenever it is converted
-    again, however old it is."""
+# Body weights kept besides those the kept order versions were converted with: a late order
+# version up to this many days old converts with the weight of its own time, and a correction
+# or withdrawal of a recent weight finds it. Inpatients weighed daily keep ~30 weights, not a
+# year of them (every table write copies the state).
+RECENT_WEIGHT_DAYS = 30.0
+
+
+def _weights_kept(state: PatientState) -> list[LabValue]:
+    """The weights of the last ``RECENT_WEIGHT_DAYS``, the last one before them, and every
+    weight a kept order version was converted with: a version converts to the same dose
+    whenever it is converted again, however old it is."""
     weights = state.body_weights
     if not weights:
         return weights
-    horizon = weights[-1].at - config.lab_history_days * DAY
+    horizon = weights[-1].at - RECENT_WEIGHT_DAYS * DAY
     first = max((i for i, w in enumerate(weights) if w.at <= horizon), default=0)
     used = {
         weight_at(weights, version.at)

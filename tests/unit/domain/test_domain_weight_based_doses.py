@@ -25,7 +25,6 @@ from domain_chart import (
 
 from imnm_common.contracts.events import EventRejected, parse_event_object
 from imnm_common.domain import engine, knowledge
-from imnm_common.domain.config import RulesConfig
 from imnm_common.domain.state import PatientState
 from imnm_common.service_layer.replay import Replay
 from imnm_demo.generator import (
@@ -119,27 +118,25 @@ def test_a_corrected_weight_replaces_the_first() -> None:
     assert state.orders["pred"].versions[0].prednisone_equivalent_mg_per_day == weight.value
 
 
-def test_old_weights_leave_but_the_weight_at_the_start_of_the_history_stays() -> None:
-    config = RulesConfig(lab_history_days=100)
+def test_old_weights_leave_but_the_weight_before_the_recent_ones_stays() -> None:
     chart = Chart()
-    for day in range(0, 400, 30):
-        chart.weight(day, 60 + day / 30)
-    state, _ = drive(chart.events, 400, config)
+    for day in range(0, 400):  # an inpatient weighed every day
+        chart.weight(day, 60 + day / 100)
+    state, _ = drive(chart.events, 400)
     kept = [w.at for w in state.body_weights]
-    last = ts(390)
-    assert kept[0] <= last - 100 * 86_400 < kept[1]  # the last weight before the horizon
-    assert len(kept) == 5
+    horizon = ts(399) - engine.RECENT_WEIGHT_DAYS * 86_400
+    assert kept[0] <= horizon < kept[1]  # the weight at the horizon is still known
+    assert len(kept) == 31
 
 
 def test_the_weight_an_order_in_force_was_converted_with_stays_however_old() -> None:
-    config = RulesConfig(lab_history_days=100)
     chart = Chart()
     chart.dx(0)
     chart.weight(0, 80)
     chart.rx("pred", 0, "prednisone", dose=0.25, unit="mg/kg")  # 20 mg/day, for good
     for day in range(30, 400, 30):
         chart.weight(day, 60)
-    state, transitions = drive(chart.events, 400, config)
+    state, transitions = drive(chart.events, 400)
     assert state.body_weights[0].value == 80.0  # beyond the history, still the order's weight
     assert state.orders["pred"].versions[0].prednisone_equivalent_mg_per_day == 20.0
     assert rows(transitions, PJP) == [(PJP, "open", 28.0, None)]  # never resolved at 15 mg

@@ -299,16 +299,18 @@ _GLUCOCORTICOID_NAMES = ("prednisone", "prednisolone", "methylprednisolone", "de
 
 def with_weight_based_doses(
     lines: list[str], rng: random.Random, *, weighed_every: float = 16.0,
-    per_kg_fraction: float = 0.5,
+    per_kg_fraction: float = 0.5, unweighed_fraction: float = 0.0,
 ) -> list[str]:
     """``lines`` with every patient weighed at their first event and now and then after (about
     one weight per ``weighed_every`` lines, drifting by up to 2%; some corrected or entered in
     error later), and, for ``per_kg_fraction`` of the patients, every glucocorticoid dose in mg
-    written per kg of their first weight instead: the same mg/day, give or take the drift."""
+    written per kg of their first weight instead: the same mg/day, give or take the drift.
+    ``unweighed_fraction`` of the patients are never weighed (their doses stay unknown)."""
     import json
 
     weights: dict[str, tuple[float, bool]] = {}  # patient -> (first weight, doses per kg)
     current: dict[str, float] = {}
+    unweighed: set[str] = set()
     out: list[str] = []
     for number, line in enumerate(lines):
         try:
@@ -322,7 +324,10 @@ def with_weight_based_doses(
         if first:
             weights[patient] = (round(rng.uniform(45, 110), 1), rng.random() < per_kg_fraction)
             current[patient] = weights[patient][0]
-            out.append(_weight_line(patient, at, current[patient], "final", f"{number}", 0))
+            if unweighed_fraction and rng.random() < unweighed_fraction:
+                unweighed.add(patient)
+            else:
+                out.append(_weight_line(patient, at, current[patient], "final", f"{number}", 0))
         baseline, per_kg = weights[patient]
         dose = event.get("dose")
         name = (event.get("medication") or {}).get("name", "").lower()
@@ -332,7 +337,7 @@ def with_weight_based_doses(
             event["dose"] = {"value": round(dose["value"] / baseline, 4), "unit": "mg/kg"}
             line = json.dumps(event, separators=(",", ":"))
         out.append(line)
-        if not first and rng.random() * weighed_every < 1:
+        if not first and patient not in unweighed and rng.random() * weighed_every < 1:
             current[patient] = round(current[patient] * rng.uniform(0.98, 1.02), 1)
             status = rng.choice(("final",) * 6 + ("corrected", "entered-in-error"))
             result = 1 + rng.randrange(3)  # corrections and withdrawals hit a recent weight

@@ -82,6 +82,11 @@ class MethotrexateDoseConfig(_RuleConfig):
     max_mg_per_week: float = Field(default=25.0, gt=0)
 
 
+class BodyWeightMissingConfig(_RuleConfig):
+    # A weight is usually recorded within hours of admission or of the visit.
+    grace_hours: float = Field(default=24.0, ge=0)
+
+
 class TacrolimusTroughConfig(_RuleConfig):
     low_ng_per_ml: float = Field(default=5.0, ge=0)
     high_ng_per_ml: float = Field(default=10.0, gt=0)
@@ -102,6 +107,7 @@ class RulesConfig(BaseModel):
     methotrexate_daily_dosing: MethotrexateDailyConfig = MethotrexateDailyConfig()
     tacrolimus_trough_out_of_range: TacrolimusTroughConfig = TacrolimusTroughConfig()
     methotrexate_dose_above_range: MethotrexateDoseConfig = MethotrexateDoseConfig()
+    body_weight_missing: BodyWeightMissingConfig = BodyWeightMissingConfig()
     pulse_threshold_mg_per_day: float = Field(default=250.0, gt=0)
     seen_event_ids_kept: int = Field(default=16, ge=0)
     lab_history_days: float = Field(default=400.0, gt=0)

@@ -668,6 +668,66 @@ def methotrexate_dose_above_range(ctx: RuleContext) -> list[Finding]:
     return findings
 
 
+# ---------------------------------------------------------------------------------------------
+# 13. body_weight_missing
+def _weight_based_since(order: MedicationOrder, at: float) -> float | None:
+    """Since when the order has been in force with a weight-based dose, without a break."""
+    since = None
+    for version in order.versions:
+        if version.at > at:
+            break
+        if version.in_force and version.mg_per_kg_per_day is not None:
+            since = version.at if since is None else since
+        else:
+            since = None
+    return since
+
+
+def body_weight_missing(ctx: RuleContext) -> list[Finding]:
+    """A glucocorticoid ordered in mg/kg with no body weight to convert it: its dose is unknown,
+    so the dose rules (2-5, 8, 9) cannot judge it."""
+    p = ctx.picture
+    if p.state.body_weights:
+        return []  # every weight-based version converts (with the nearest weight)
+    grace = ctx.config.body_weight_missing.grace_hours * 3600.0
+    waiting: list[tuple[MedicationOrder, OrderVersion, float]] = []
+    for order in p.orders_in_force(DrugClass.GLUCOCORTICOID):
+        since = _weight_based_since(order, p.at)
+        version = order.version_at(p.at)
+        if since is None or version is None or version.mg_per_kg_per_day is None:
+            continue
+        if p.at < since + grace:
+            ctx.due(since + grace)
+            continue
+        waiting.append((order, version, since + grace))
+    if not waiting:
+        return []
+    doses = "; ".join(
+        f"order {order.order_id}, {version.mg_per_kg_per_day:.3g} mg/kg/day "
+        f"prednisone-equivalent since {day(due - grace)}"
+        for order, version, due in waiting
+    )
+    return [
+        Finding(
+            slot="body_weight_missing",
+            rule="body_weight_missing",
+            since=max(min(due for _, _, due in waiting), ctx.tracked_since),
+            summary="Weight-based glucocorticoid dose without a body weight",
+            detail=(
+                f"Glucocorticoid ordered per kg of body weight ({doses}) and no body weight "
+                "result is on record, so its dose in mg/day is unknown: the Pneumocystis, "
+                "calcium/vitamin D, bone protection, steroid-sparing and taper rules cannot "
+                "judge it."
+            ),
+            evidence=[version.event_id for _, version, _ in waiting],
+            suggestions=[
+                "Record the patient's body weight (LOINC 29463-7)",
+                "Or order the glucocorticoid as a mass dose (mg)",
+            ],
+        )
+    ]
+
+
 RULES: dict[str, tuple[RuleInfo, Callable[[RuleContext], list[Finding]]]] = {
     "statin_active": (
         RuleInfo("statin_active", "critical",
@@ -755,5 +815,13 @@ RULES: dict[str, tuple[RuleInfo, Callable[[RuleContext], list[Finding]]]] = {
                  "the methotrexate dose is within the weekly range now or the order is no "
                  "longer in force", immediate=True),
         methotrexate_dose_above_range,
+    ),
+    "body_weight_missing": (
+        RuleInfo("body_weight_missing", "warning",
+                 (f"{SEED}: high-dose corticosteroids (prednisone 1 mg/kg/day up to 60-80 mg "
+                  "daily)",),
+                 "a body weight result arrived or no weight-based glucocorticoid order is in "
+                 "force"),
+        body_weight_missing,
     ),
 }

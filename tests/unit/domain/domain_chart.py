@@ -279,7 +279,7 @@ def only_rules(*enabled: str) -> RulesConfig:
         "bone_protection_review", "steroid_sparing_agent_missing", "ck_monitoring_overdue",
         "muscle_assessment_overdue", "taper_too_fast", "taper_relapse_risk",
         "methotrexate_daily_dosing", "tacrolimus_trough_out_of_range",
-        "methotrexate_dose_above_range",
+        "methotrexate_dose_above_range", "body_weight_missing",
     ]
     updates: dict[str, Any] = {}
     for name in names:

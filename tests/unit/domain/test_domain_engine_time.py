@@ -38,7 +38,7 @@ RULES = [
     "bone_protection_review", "steroid_sparing_agent_missing", "ck_monitoring_overdue",
     "muscle_assessment_overdue", "taper_too_fast", "taper_relapse_risk",
     "methotrexate_daily_dosing", "tacrolimus_trough_out_of_range",
-    "methotrexate_dose_above_range",
+    "methotrexate_dose_above_range", "body_weight_missing",
 ]
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples" / "events.jsonl"
 
@@ -71,6 +71,9 @@ def rich_history() -> Chart:
     c.rx("ivig", 113, "IVIG 2 g/kg", dose=140, unit="g", status="completed")
     c.pred("p", 120, 30)
     c.ck(125, 250, result_id="ck-6")
+    c.rx("pl", 150, "prednisolone", dose=0.1, unit="mg/kg")  # and no body weight yet
+    c.weight(153, 70)
+    c.stop("pl", 160, "prednisolone")
     c.stop("p", 180)
     return c
 

@@ -25,6 +25,7 @@ from domain_chart import (
 
 from imnm_common.contracts.events import EventRejected, parse_event_object
 from imnm_common.domain import engine, knowledge
+from imnm_common.domain.config import RulesConfig
 from imnm_common.domain.state import PatientState
 from imnm_common.service_layer.replay import Replay
 from imnm_demo.generator import (
@@ -35,6 +36,7 @@ from imnm_demo.generator import (
 )
 
 PJP = "pjp_prophylaxis_missing"
+MISSING = "body_weight_missing"
 
 
 def _weighed_course(weight_kg: float | None, mg_per_kg: float = 1.0) -> Chart:
@@ -64,6 +66,65 @@ def test_without_a_weight_the_dose_is_unknown_and_no_dose_rule_fires() -> None:
     assert opened(transitions, PJP) == []
     # still treated: the monitoring rules judge the patient as in induction
     assert opened(transitions, "ck_monitoring_overdue")
+    # and the missing weight is said, a day after the order
+    assert rows(transitions, MISSING) == [(MISSING, "open", 1.0, None)]
+
+
+# ---------------------------------------------------------------------------------------------
+# rule 13: body_weight_missing
+def test_a_missing_weight_is_raised_after_a_day_and_resolved_by_a_weight() -> None:
+    chart = _weighed_course(None)
+    assert drive(chart.events, 0.99)[1] == []
+    chart.weight(5, 70)
+    _, transitions = drive(chart.events, 40)
+    assert rows(transitions, MISSING) == [(MISSING, "open", 1.0, None),
+                                          (MISSING, "resolved", 1.0, 5.0)]
+    alert = opened(transitions, MISSING)[0]
+    assert alert.severity == "warning"
+    assert alert.summary == "Weight-based glucocorticoid dose without a body weight"
+    assert alert.detail.startswith(
+        "Glucocorticoid ordered per kg of body weight (order pred, 1 mg/kg/day "
+        "prednisone-equivalent since 2025-01-01) and no body weight result is on record")
+    assert alert.evidence == [chart.events[1]["event_id"]]
+    assert rows(transitions, PJP) == [(PJP, "open", 28.0, None)]  # converted from day 0
+
+
+def test_no_missing_weight_for_mass_doses_short_orders_or_a_weight_on_record() -> None:
+    mass = Chart()
+    mass.dx(0)
+    mass.pred("pred", 0, 60)
+    short = _weighed_course(None)
+    short.stop("pred", 0.5)
+    weighed_later = _weighed_course(None)
+    weighed_later.weight(0.5, 70)
+    for chart in (mass, short, weighed_later):
+        assert rows(drive(chart.events, 40)[1], MISSING) == []
+
+
+def test_a_withdrawn_weight_is_missing_from_the_day_after_the_order() -> None:
+    chart = _weighed_course(None)
+    chart.weight(0, 70, result_id="w1")
+    chart.lab(BODY_WEIGHT_LOINC, 10, status="entered-in-error", result_id="w1")
+    chart.weight(12, 72)
+    _, transitions = drive(chart.events, 40)
+    # nothing is missing while the weight stands
+    assert rows(drive(chart.events[:-2], 9.9)[1], MISSING) == []
+    # it was never weighed after all: missing since the day after the order (dated then, as
+    # every rule dates a condition learnt late), first said on day 10 when the weight went
+    assert rows(transitions, MISSING) == [(MISSING, "open", 1.0, None),
+                                          (MISSING, "resolved", 1.0, 12.0)]
+
+
+def test_the_grace_is_configurable_and_the_rule_can_be_off() -> None:
+    chart = _weighed_course(None)
+    hours = RulesConfig().model_copy(update={
+        "body_weight_missing": RulesConfig().body_weight_missing.model_copy(
+            update={"grace_hours": 6.0})})
+    assert rows(drive(chart.events, 3, hours)[1], MISSING) == [(MISSING, "open", 0.25, None)]
+    off = RulesConfig().model_copy(update={
+        "body_weight_missing": RulesConfig().body_weight_missing.model_copy(
+            update={"enabled": False})})
+    assert rows(drive(chart.events, 3, off)[1], MISSING) == []
 
 
 @pytest.mark.parametrize(("weight_kg", "fires"), [(60, False), (70, True)])
@@ -193,11 +254,12 @@ def test_years_with_weights_judge_selectively_and_restored_as_judged_in_memory(
     seed: int, shuffle: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     lines = with_weight_based_doses(list(generate_lines(StreamSpec(patients=40, seed=seed))),
-                                    random.Random(seed))
+                                    random.Random(seed), unweighed_fraction=0.2)
     if shuffle:
         lines = delivered_out_of_order(lines, random.Random(seed))
     selective = _transitions(lines)
     assert sum("converted with the body weight" in t for t in selective) > 5
+    assert sum('"rule":"body_weight_missing"' in t for t in selective) > 1
     assert _transitions(lines, roundtrip=True) == selective
     monkeypatch.setattr(engine, "_evaluate", judge_everything)
     assert _transitions(lines) == selective

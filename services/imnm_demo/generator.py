@@ -10,12 +10,15 @@ methotrexate, and relapses during the taper. Same seed, same events, byte for by
 
 from __future__ import annotations
 
+import json
 import math
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+from imnm_common.domain.knowledge import DrugClass, recognise
 
 Event = dict[str, Any]
 
@@ -268,8 +271,6 @@ def generate(spec: StreamSpec) -> list[Event]:
 
 def generate_lines(spec: StreamSpec) -> Iterator[str]:
     """JSON lines, with ``bad_fraction`` malformed lines mixed in deterministically."""
-    import json
-
     rng = random.Random(f"{spec.seed}:bad")
     for n, event in enumerate(generate(spec)):
         if spec.bad_fraction and rng.random() < spec.bad_fraction:
@@ -293,8 +294,6 @@ def delivered_out_of_order(
 
 
 BODY_WEIGHT_LOINC = "29463-7"
-_GLUCOCORTICOID_NAMES = ("prednisone", "prednisolone", "methylprednisolone", "dexamethasone",
-                         "hydrocortisone", "deflazacort")
 
 
 def with_weight_based_doses(
@@ -306,8 +305,6 @@ def with_weight_based_doses(
     error later), and, for ``per_kg_fraction`` of the patients, every glucocorticoid dose in mg
     written per kg of their first weight instead: the same mg/day, give or take the drift.
     ``unweighed_fraction`` of the patients are never weighed (their doses stay unknown)."""
-    import json
-
     weights: dict[str, tuple[float, bool]] = {}  # patient -> (first weight, doses per kg)
     current: dict[str, float] = {}
     unweighed: set[str] = set()
@@ -327,13 +324,10 @@ def with_weight_based_doses(
             if unweighed_fraction and rng.random() < unweighed_fraction:
                 unweighed.add(patient)
             else:
-                out.append(_weight_line(patient, at, current[patient], "final", f"{number}", 0))
+                out.append(_weight_line(patient, at, current[patient], "final", number, 0))
         baseline, per_kg = weights[patient]
         dose = event.get("dose")
-        name = (event.get("medication") or {}).get("name", "").lower()
-        if per_kg and dose and dose.get("unit") == "mg" and any(
-            word in name for word in _GLUCOCORTICOID_NAMES
-        ):
+        if per_kg and dose and dose.get("unit") == "mg" and _is_glucocorticoid(event):
             event["dose"] = {"value": round(dose["value"] / baseline, 4), "unit": "mg/kg"}
             line = json.dumps(event, separators=(",", ":"))
         out.append(line)
@@ -341,13 +335,18 @@ def with_weight_based_doses(
             current[patient] = round(current[patient] * rng.uniform(0.98, 1.02), 1)
             status = rng.choice(("final",) * 6 + ("corrected", "entered-in-error"))
             result = 1 + rng.randrange(3)  # corrections and withdrawals hit a recent weight
-            out.append(_weight_line(patient, at, current[patient], status, f"{number}", result))
+            out.append(_weight_line(patient, at, current[patient], status, number, result))
     return out
 
 
-def _weight_line(patient: str, at: str, kg: float, status: str, number: str, result: int) -> str:
-    import json
+def _is_glucocorticoid(event: Event) -> bool:
+    medication = event["medication"]
+    recognition = recognise(medication.get("rxnorm"), medication.get("atc"),
+                            medication.get("name"), event.get("route"))
+    return DrugClass.GLUCOCORTICOID in recognition.classes
 
+
+def _weight_line(patient: str, at: str, kg: float, status: str, number: int, result: int) -> str:
     return json.dumps({
         "event_id": f"{patient}-weight-{number}", "patient_id": patient,
         "event_type": "lab_result", "occurred_at": at, "loinc": BODY_WEIGHT_LOINC,

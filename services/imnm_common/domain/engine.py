@@ -307,36 +307,39 @@ def _record_lab(
         return
     else:
         return
-    key_id = event.result_id
-    series[:] = [
-        r
-        for r in series
-        if not (
-            (key_id is not None and r.result_id == key_id) or r.event_id == event.event_id
-        )
-    ]
+    row = None
     if event.status in {"final", "corrected"} and event.value is not None:
-        series.append(
-            LabValue(at, event.value, event.event_id, event.result_id, event.reference_high,
-                     event.comparator)
-        )
-        series.sort(key=lambda r: r.at)
+        row = LabValue(at, event.value, event.event_id, event.result_id, event.reference_high,
+                       event.comparator)
+    series[:] = _result_recorded(series, event, row)
+    if row is not None:
         horizon = series[-1].at - config.lab_history_days * DAY
         series[:] = [r for r in series if r.at >= horizon]
 
 
+def _result_recorded(
+    series: list[LabValue], event: LabResultEvent, row: LabValue | None
+) -> list[LabValue]:
+    """``series`` without what the event replaces (the same result, or a re-delivery of the
+    event) and with ``row``, its new value if it has one, in time order."""
+    key_id = event.result_id
+    kept = [
+        r for r in series
+        if not ((key_id is not None and r.result_id == key_id) or r.event_id == event.event_id)
+    ]
+    if row is not None:
+        kept.append(row)
+        kept.sort(key=lambda r: r.at)
+    return kept
+
+
 def _record_weight(state: PatientState, event: LabResultEvent, at: float) -> None:
     """Keep the body weights (kg) and convert the weight-based glucocorticoid doses again."""
-    key_id = event.result_id
-    weights = [
-        w for w in state.body_weights
-        if not ((key_id is not None and w.result_id == key_id) or w.event_id == event.event_id)
-    ]
     kg = None if event.value is None else body_weight_in_kg(event.value, event.unit)
+    row = None
     if event.status in {"final", "corrected"} and kg is not None:
-        weights.append(LabValue(at, kg, event.event_id, event.result_id))
-        weights.sort(key=lambda w: w.at)
-    state.body_weights = weights
+        row = LabValue(at, kg, event.event_id, event.result_id)
+    state.body_weights = _result_recorded(state.body_weights, event, row)
     _convert_weight_based_doses(state)
     state.body_weights = _weights_kept(state)
 

@@ -670,17 +670,20 @@ def methotrexate_dose_above_range(ctx: RuleContext) -> list[Finding]:
 
 # ---------------------------------------------------------------------------------------------
 # 13. body_weight_missing
-def _weight_based_since(order: MedicationOrder, at: float) -> float | None:
-    """Since when the order has been in force with a weight-based dose, without a break."""
-    since = None
+def _weight_based_run(order: MedicationOrder, at: float) -> tuple[float, OrderVersion] | None:
+    """The start of the order's uninterrupted in-force run of weight-based versions up to
+    ``at``, and its version at ``at``; None when that version is not one of them."""
+    since: float | None = None
+    current: OrderVersion | None = None
     for version in order.versions:
         if version.at > at:
             break
+        current = version
         if version.in_force and version.mg_per_kg_per_day is not None:
             since = version.at if since is None else since
         else:
             since = None
-    return since
+    return None if since is None or current is None else (since, current)
 
 
 def body_weight_missing(ctx: RuleContext) -> list[Finding]:
@@ -691,11 +694,12 @@ def body_weight_missing(ctx: RuleContext) -> list[Finding]:
         return []  # every weight-based version converts (with the nearest weight)
     grace = ctx.config.body_weight_missing.grace_hours * 3600.0
     waiting: list[tuple[MedicationOrder, OrderVersion, float]] = []
-    for order in p.orders_in_force(DrugClass.GLUCOCORTICOID):
-        since = _weight_based_since(order, p.at)
-        version = order.version_at(p.at)
-        if since is None or version is None or version.mg_per_kg_per_day is None:
-            continue
+    # Without a weight, every weight-based version in force is a dose of unknown size.
+    for order in p.glucocorticoid_without_dose:
+        run = _weight_based_run(order, p.at)
+        if run is None:
+            continue  # a dose in tablets or mL: not for a weight to fix
+        since, version = run
         if p.at < since + grace:
             ctx.due(since + grace)
             continue

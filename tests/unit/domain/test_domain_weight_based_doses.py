@@ -23,11 +23,9 @@ from domain_chart import (
     ts,
 )
 
-from imnm_common.contracts.events import EventRejected, parse_event_object
+from imnm_common.contracts.events import EventRejected, parse_event, parse_event_object
 from imnm_common.domain import engine, knowledge
 from imnm_common.domain.config import RulesConfig
-from imnm_common.domain.state import PatientState
-from imnm_common.service_layer.replay import Replay
 from imnm_demo.generator import (
     StreamSpec,
     delivered_out_of_order,
@@ -237,15 +235,9 @@ def test_weight_based_units() -> None:
 # ---------------------------------------------------------------------------------------------
 # generated years with weights and weight-based doses
 def _transitions(lines: list[str], roundtrip: bool = False) -> list[str]:
-    r = Replay()
-    out: list[str] = []
-    for line in lines:
-        out += [t.model_dump_json() for t in r.feed_lines([line])]
-        if roundtrip:
-            for pid, state in list(r.states.items()):
-                r.states[pid] = PatientState.from_bytes(state.to_bytes())
-    out += [t.model_dump_json() for t in r.finish(1_800_000_000.0)]
-    return out
+    events = [parse_event(line) for line in lines]
+    # day 744 after T0 is 1_800_000_000 (2027-01-15), after every generated year
+    return [t.model_dump_json() for t in replay(events, 744, roundtrip_state=roundtrip)]
 
 
 @pytest.mark.parametrize("seed", [31, 32])

@@ -600,7 +600,9 @@ def tacrolimus_trough_out_of_range(ctx: RuleContext) -> list[Finding]:
         return []
     return [
         Finding(
-            slot="tacrolimus_trough_out_of_range",
+            # One slot per direction: a trough that swings from low to high must not leave the
+            # "low" alert open, whose advice (raise the dose) has become the opposite of right.
+            slot=f"tacrolimus_trough_out_of_range:{direction}",
             rule="tacrolimus_trough_out_of_range",
             since=max(latest.at, ctx.tracked_since),
             summary=f"Tacrolimus trough {direction}: {shown(latest)} ng/mL (target "
@@ -808,7 +810,8 @@ RULES: dict[str, tuple[RuleInfo, Callable[[RuleContext], list[Finding]]]] = {
     "tacrolimus_trough_out_of_range": (
         RuleInfo("tacrolimus_trough_out_of_range", "warning",
                  (f"{SEED}: tacrolimus target trough 5-10 ng/mL",),
-                 "a later trough is within range", immediate=True),
+                 "a later trough is within range or out of range the other way",
+                 immediate=True),
         tacrolimus_trough_out_of_range,
     ),
     "methotrexate_dose_above_range": (

@@ -122,7 +122,8 @@ _COMPARATORS = st.sampled_from(["<", "<=", ">=", ">"])
 def _allowed(comparator: str, bound: float, distance: float) -> float:
     """A value >= 0 the bound allows, ``distance`` from the bound where it can be."""
     if comparator == ">":
-        return bound + (distance or 0.001)
+        above = bound + distance
+        return above if above > bound else bound + 0.001  # a tiny distance rounds to the bound
     if comparator == ">=":
         return bound + distance
     if comparator == "<":

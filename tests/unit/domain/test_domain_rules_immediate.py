@@ -269,7 +269,7 @@ def test_tacrolimus_loinc_codes(chart: Chart, loinc: str) -> None:
 def test_tacrolimus_resolves_with_next_in_range_result_only(chart: Chart) -> None:
     chart.dx(0)
     first = chart.tacro(1, 3.0)
-    chart.tacro(8, 12.0)  # still out of range (now high): same alert stays open
+    chart.tacro(8, 4.0)  # still low: the same alert stays open, on its first evidence
     chart.tacro(15, 7.0)
     transitions = chart.run(20, TACRO)
     assert rows(transitions) == [
@@ -278,6 +278,29 @@ def test_tacrolimus_resolves_with_next_in_range_result_only(chart: Chart) -> Non
     ]
     assert transitions[0].evidence == [first["event_id"]]
     assert "a later trough is within range" in transitions[1].detail
+
+
+def test_tacrolimus_swing_to_the_other_side_replaces_the_alert(chart: Chart) -> None:
+    # An open "low" alert advises raising the dose; once the trough is high that advice is the
+    # opposite of right, so the low alert resolves and a high one opens at the new result.
+    chart.dx(0)
+    chart.tacro(1, 3.0)
+    high = chart.tacro(8, 12.0)
+    chart.tacro(10, 14.0)
+    chart.tacro(15, 7.0)
+    transitions = chart.run(20, TACRO)
+    assert rows(transitions) == [
+        ("tacrolimus_trough_out_of_range", "open", 1.0, None),
+        ("tacrolimus_trough_out_of_range", "resolved", 1.0, 8.0),
+        ("tacrolimus_trough_out_of_range", "open", 8.0, None),
+        ("tacrolimus_trough_out_of_range", "resolved", 8.0, 15.0),
+    ]
+    low_alert, _, high_alert, _ = transitions
+    assert low_alert.summary.startswith("Tacrolimus trough low: 3 ng/mL")
+    assert high_alert.summary.startswith("Tacrolimus trough high: 12 ng/mL")
+    assert high_alert.evidence == [high["event_id"]]
+    assert high_alert.alert_id != low_alert.alert_id
+    assert "out of range the other way" in transitions[1].detail
 
 
 def test_tacrolimus_out_of_range_before_diagnosis_alerts_at_diagnosis(chart: Chart) -> None:

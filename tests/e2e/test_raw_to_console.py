@@ -1,7 +1,8 @@
 """From the hospital's interfaces to the pharmacist: on the suite `make run` starts, an IMNM
 diagnosis sent as FHIR and a statin order sent as HL7 v2 (with `imnm send-raw`) become a
 critical statin alert on the console's worklist, explained; a FHIR body weight and a prednisone
-order in mg/kg become a Pneumocystis prophylaxis alert that names the weight it used."""
+order in mg/kg become a Pneumocystis prophylaxis alert that names the weight it used, and a
+methotrexate order in tablets with its give strength a dose alert in mg."""
 
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ def test_hl7_and_fhir_in_statin_alert_on_the_worklist(tmp_path: Path) -> None:
         bootstrap = suite.wait_until_up()
         for flag, example in (("--fhir", "imnm-diagnosis.fhir.json"),
                               ("--hl7v2", "statin-order-and-ck.hl7"),
+                              ("--hl7v2", "methotrexate-order-v23-and-ck-above-range.hl7"),
                               ("--fhir", "weight-and-prednisone-mg-per-kg.fhir.json")):
             sent = subprocess.run(
                 [*imnm_executable(), "send-raw", flag, str(EXAMPLES / example),
@@ -42,7 +44,7 @@ def test_hl7_and_fhir_in_statin_alert_on_the_worklist(tmp_path: Path) -> None:
             assert sent.returncode == 0, sent.stderr.decode()
         found: list[dict] = []
         deadline = time.monotonic() + 90
-        wanted = {"statin_active", "pjp_prophylaxis_missing"}
+        wanted = {"statin_active", "pjp_prophylaxis_missing", "methotrexate_dose_above_range"}
         while not wanted <= {a["rule"] for a in found} and time.monotonic() < deadline:
             try:
                 with urllib.request.urlopen(
@@ -63,6 +65,9 @@ def test_hl7_and_fhir_in_statin_alert_on_the_worklist(tmp_path: Path) -> None:
         assert pjp["detail"].startswith("Glucocorticoid 72 mg/day prednisone-equivalent"), pjp
         assert "body weight of 72 kg on 2025-01-09" in pjp["detail"]
         assert "fhir:Observation/wt-2001/1" in pjp["evidence"]
+        # 30 tablets of 2.5 mg (the give strength in RXO-18/19): 75 mg a week
+        [methotrexate] = [a for a in found if a["rule"] == "methotrexate_dose_above_range"]
+        assert methotrexate["summary"].startswith("Methotrexate 75 mg per dose"), methotrexate
     finally:
         code = suite.stop()
     assert code == 0, suite.printed()

@@ -81,6 +81,7 @@ from imnm_ingest.domain.conversion import (
     canonical,
     put_present,
 )
+from imnm_ingest.domain.strength import Strength, dose_in_mg, strength_from_ratio
 
 __all__ = ["events_from_fhir"]
 
@@ -402,20 +403,24 @@ def _medication_request(raw: dict[str, Any], context: _Context) -> list[EventObj
         "source": SOURCE,
         "order_id": key,
         "status": status,
-        "medication": _ordered_medication(request, context),
     }
+    event["medication"], product = _ordered_medication(request, context)
     dosage = request.dosageInstruction[0] if request.dosageInstruction else None
     if dosage is not None:
-        put_present(event, dose=_dose(dosage), frequency=_frequency(dosage),
+        put_present(event, dose=_dose(dosage, product), frequency=_frequency(dosage),
                     route=_concept_text(dosage.route) if dosage.route is not None else None)
     event["event_id"] = _event_id("MedicationRequest", key, meta, event)
     return [event]
 
 
-def _ordered_medication(request: MedicationRequest, context: _Context) -> dict[str, str]:
+def _ordered_medication(
+    request: MedicationRequest, context: _Context
+) -> tuple[dict[str, str], Medication | None]:
+    """The events.v1 medication, and the Medication resource when the message carries one
+    (its ingredient strength can turn a dose in tablets into a mass)."""
     if request.medicationCodeableConcept is not None:
         return _medication_from(request.medicationCodeableConcept,
-                                "MedicationRequest.medicationCodeableConcept")
+                                "MedicationRequest.medicationCodeableConcept"), None
     element = "MedicationRequest.medicationReference"
     reference = request.medicationReference
     if reference is None:  # the model requires medication[x]; kept for the type checker
@@ -432,9 +437,9 @@ def _ordered_medication(request: MedicationRequest, context: _Context) -> dict[s
         if found is not None and found.get("resourceType") == "Medication":
             medication = _validate(Medication, found)
     if medication is not None and medication.code is not None:
-        return _medication_from(medication.code, f"{element} ({target}).code")
+        return _medication_from(medication.code, f"{element} ({target}).code"), medication
     if reference.display and reference.display.strip():
-        return {"name": reference.display.strip()}
+        return {"name": reference.display.strip()}, medication
     where = f"{target!r}" if target else "the reference"
     raise ConversionRejected(
         f"{element}: {where} is neither a contained Medication nor an entry of the same Bundle "
@@ -459,7 +464,7 @@ def _medication_from(concept: CodeableConcept, element: str) -> dict[str, str]:
     return medication
 
 
-def _dose(dosage: Dosage) -> dict[str, Any] | None:
+def _dose(dosage: Dosage, product: Medication | None) -> dict[str, Any] | None:
     dose_and_rate = dosage.doseAndRate[0] if dosage.doseAndRate else None
     quantity = dose_and_rate.doseQuantity if dose_and_rate is not None else None
     if quantity is None:
@@ -470,7 +475,25 @@ def _dose(dosage: Dosage) -> dict[str, Any] | None:
     unit = _unit(quantity)
     if unit is None:
         raise ConversionRejected(f"{element}: no unit (code or unit)", MISSING_FIELD)
-    return {"value": float(quantity.value), "unit": unit}
+    value = float(quantity.value)
+    mg = dose_in_mg(value, unit, _ingredient_strength(product)) if product is not None else None
+    return {"value": value, "unit": unit} if mg is None else {"value": mg, "unit": "mg"}
+
+
+def _ingredient_strength(product: Medication) -> Strength | None:
+    """The strength of a single-ingredient product (``Medication.ingredient[].strength``, a mass
+    per dose-form unit). A combination product's dose cannot be one ingredient's mass."""
+    active = [i for i in product.ingredient or [] if i.isActive is not False]
+    if len(active) != 1 or active[0].strength is None:
+        return None
+    numerator, denominator = active[0].strength.numerator, active[0].strength.denominator
+    if numerator is None or denominator is None:
+        return None
+    mass_unit = _unit(numerator)
+    if numerator.value is None or denominator.value is None or mass_unit is None:
+        return None
+    return strength_from_ratio(float(numerator.value), mass_unit, float(denominator.value),
+                               _unit(denominator))
 
 
 def _frequency(dosage: Dosage) -> dict[str, Any] | None:

@@ -42,6 +42,12 @@ from imnm_ingest.domain.conversion import (
     canonical,
     put_present,
 )
+from imnm_ingest.domain.strength import (
+    Strength,
+    dose_form_unit,
+    dose_in_mg,
+    strength_from_units,
+)
 
 LAB_MESSAGES = frozenset({"ORU^R01"})
 PHARMACY_MESSAGES = frozenset({"RDE^O11", "OMP^O09", "RDS^O13", "RDE^O01", "RDS^O01", "ORM^O01"})
@@ -506,16 +512,16 @@ def _medication_order(
     rxe, rxo = first.get("RXE"), first.get("RXO")
     give: _Segment
     if rxe is not None and (rxo is None or any(rxe.get(2, i) for i in (1, 2, 4, 5))):
-        give, code_at, amount_at, units_at = rxe, 2, 3, 5
+        give, code_at, amount_at, units_at, strength_at = rxe, 2, 3, 5, 25
     elif rxo is not None:
-        give, code_at, amount_at, units_at = rxo, 1, 2, 4
+        give, code_at, amount_at, units_at, strength_at = rxo, 1, 2, 4, 18
     else:
         wanted = "RXO" if header.message_type in _REQUESTED_ORDER_MESSAGES else "RXE"
         raise ConversionRejected(f"{wanted}: no {wanted} segment for the order{where}",
                                  MISSING_FIELD)
     event["medication"] = _medication(give, code_at, where)
     rxr = first.get("RXR")
-    put_present(event, dose=_dose(give, amount_at, units_at, where),
+    put_present(event, dose=_dose(give, amount_at, units_at, strength_at, where),
                 frequency=_order_frequency(group, orc, rxe),
                 route=(_route(rxr) if rxr is not None else None) or None)
     return event
@@ -585,7 +591,9 @@ def _medication(give: _Segment, field: int, where: str) -> dict[str, str]:
     return {key: value for key, value in medication.items() if value is not None}
 
 
-def _dose(give: _Segment, amount_at: int, units_at: int, where: str) -> dict[str, Any] | None:
+def _dose(
+    give: _Segment, amount_at: int, units_at: int, strength_at: int, where: str
+) -> dict[str, Any] | None:
     segment = give.name
     raw = give.get(amount_at, 1)
     if not raw:
@@ -598,7 +606,23 @@ def _dose(give: _Segment, amount_at: int, units_at: int, where: str) -> dict[str
     unit = give.get(units_at, 1) or give.get(units_at, 2)
     if amount == 0 or not unit:
         return None  # no usable dose (a discontinue may carry 0); the order still counts
-    return {"value": amount, "unit": unit}
+    mg = dose_in_mg(amount, unit, _give_strength(give, strength_at, unit, where))
+    return {"value": amount, "unit": unit} if mg is None else {"value": mg, "unit": "mg"}
+
+
+def _give_strength(give: _Segment, at: int, dose_unit: str, where: str) -> Strength | None:
+    """RXE-25/26 (RXO-18/19): the strength per give unit, read only for a dose in dose-form
+    units ("2 TAB"), which it turns into a mass."""
+    raw = give.get(at, 1)
+    if not raw or dose_form_unit(dose_unit) is None:
+        return None
+    value = _number(raw)
+    if value is None or value <= 0:
+        raise ConversionRejected(
+            f"{give.name}-{at}: not a give strength {_short(raw)}{where}", INVALID_FIELD
+        )
+    units = give.get(at + 1, 1) or give.get(at + 1, 2)
+    return strength_from_units(value, units, dose_unit) if units else None
 
 
 def _order_frequency(

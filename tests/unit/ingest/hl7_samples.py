@@ -79,7 +79,10 @@ def oru_status(status: str, control: str = "LAB-0300") -> str:
 def rde(
     control: str, order_control: str, transaction: str, give: str, amount: str, units: str,
     repeat: str, route: str, order_status: str = "", placer: str = "ORD-501",
+    strength: str = "", strength_units: str = "",
 ) -> str:
+    # RXE-25/26, the give strength, after RXE-11 and 13 empty fields
+    give_strength = "|" * 14 + f"{strength}|{strength_units}" if strength or strength_units else ""
     return er7(
         MSH_PHARM.format(sent=transaction, type="RDE^O11^RDE_O11", control=control),
         PID,
@@ -87,7 +90,7 @@ def rde(
         f"ORC|{order_control}|{placer}^EPIC|PH-{placer}^PHARMSYS||{order_status}||||{transaction}"
         "|||1234^Welby^Marcus^^^^MD",
         f"TQ1|1||{repeat}|||||20250106",
-        f"RXE||{give}|{amount}||{units}|TAB^Tablet^HL70292|||||30",
+        f"RXE||{give}|{amount}||{units}|TAB^Tablet^HL70292|||||30{give_strength}",
         f"RXR|{route}",
     )
 

@@ -624,3 +624,78 @@ def test_a_body_weight_and_a_weight_based_prednisone_order_count_as_mg_per_day()
     no_mass = changed(weighed, valueQuantity={"value": 70, "unit": "cm", "system": UCUM,
                                               "code": "cm"})
     assert "a body weight needs a mass unit" in rejected(no_mass, INVALID_EVENT)
+
+
+# --------------------------------------------------------------------------------------------
+# a dose in tablets or mL with the Medication's ingredient strength is a mass
+ORDERABLE_FORM = "http://terminology.hl7.org/CodeSystem/v3-orderableDrugForm"
+
+
+def _product(*strengths: tuple[float, str, float, str]) -> Resource:
+    """A prednisone Medication with one ingredient per (mass, mass unit, per, per unit)."""
+    return {
+        "resourceType": "Medication", "id": "pred-tab",
+        "code": {"coding": [{"system": RXNORM, "code": "312617",
+                             "display": "predniSONE 20 MG Oral Tablet"}]},
+        "ingredient": [
+            {"itemCodeableConcept": {"text": f"ingredient {n}"}, "isActive": True,
+             "strength": {
+                 "numerator": {"value": mass, "system": UCUM, "code": mass_unit},
+                 "denominator": {"value": per, "system": ORDERABLE_FORM, "code": per_unit,
+                                 "unit": per_unit}}}
+            for n, (mass, mass_unit, per, per_unit) in enumerate(strengths)
+        ],
+    }
+
+
+def _ordered_in(value: float, unit: str, code: str) -> Resource:
+    order = changed(prednisone_order(), medicationCodeableConcept=None,
+                    medicationReference={"reference": "#pred-tab"})
+    order["dosageInstruction"][0]["doseAndRate"][0]["doseQuantity"] = {
+        "value": value, "unit": unit, "system": ORDERABLE_FORM, "code": code}
+    return order
+
+
+@pytest.mark.parametrize(
+    ("strengths", "dose", "expected"),
+    [
+        ([(20, "mg", 1, "TAB")], (3, "tablet", "TAB"), {"value": 60.0, "unit": "mg"}),
+        ([(5, "mg", 1, "TAB")], (2.5, "{tbl}", "{tbl}"), {"value": 12.5, "unit": "mg"}),
+        ([(15, "mg", 5, "mL")], (10, "mL", "mL"), {"value": 30.0, "unit": "mg"}),
+        # kept as written: a combination product, a strength per mL for tablets, no mass
+        ([(20, "mg", 1, "TAB"), (5, "mg", 1, "TAB")], (3, "tablet", "TAB"),
+         {"value": 3.0, "unit": "tablet"}),
+        ([(15, "mg", 5, "mL")], (2, "tablet", "TAB"), {"value": 2.0, "unit": "tablet"}),
+        ([(40, "meq", 1, "TAB")], (2, "tablet", "TAB"), {"value": 2.0, "unit": "tablet"}),
+        ([(20, "mg", 1, "TAB")], (60, "mg", "mg"), {"value": 60.0, "unit": "mg"}),
+    ],
+)
+def test_a_dose_in_tablets_with_the_ingredient_strength_is_converted_to_mg(
+    strengths: list[tuple[float, str, float, str]],
+    dose: tuple[float, str, str],
+    expected: dict[str, Any],
+) -> None:
+    order = changed(_ordered_in(*dose), contained=[_product(*strengths)])
+    if dose[1] == "mg":
+        order["dosageInstruction"][0]["doseAndRate"][0]["doseQuantity"] = {
+            "value": 60, "unit": "mg", "system": UCUM, "code": "mg"}
+    [event] = convert(order)
+    assert fields(event)["dose"] == expected
+
+
+def test_tablets_of_a_medication_in_the_same_bundle_count_in_the_dose_rules() -> None:
+    order = changed(_ordered_in(3, "tablet", "TAB"),
+                    medicationReference={"reference": "Medication/pred-tab"})
+    [event] = convert(bundle("collection", _product((20, "mg", 1, "TAB")), order))
+    assert fields(event)["dose"] == {"value": 60.0, "unit": "mg"}
+    replay = Replay()
+    list(replay.feed(event))
+    [state_order] = replay.states[MRN].orders.values()
+    assert state_order.versions[0].prednisone_equivalent_mg_per_day == 60.0
+
+
+def test_an_inactive_ingredient_does_not_make_a_combination() -> None:
+    product = _product((20, "mg", 1, "TAB"), (100, "mg", 1, "TAB"))
+    product["ingredient"][1]["isActive"] = False  # an excipient
+    [event] = convert(changed(_ordered_in(3, "tablet", "TAB"), contained=[product]))
+    assert fields(event)["dose"] == {"value": 60.0, "unit": "mg"}

@@ -690,3 +690,64 @@ def test_a_body_weight_and_a_weight_based_prednisone_order_count_as_mg_per_day()
 def test_a_body_weight_without_a_mass_unit_is_refused() -> None:
     error = rejected(ck_with("OBX|1|NM|29463-7^Body weight^LN||70|||||F"))
     assert "a body weight needs a mass unit" in error.reason
+
+
+# --------------------------------------------------------------------------------------------
+# a dose in tablets or mL with the give strength (RXE-25/26, RXO-18/19) is a mass
+def _prednisone_rde(amount: str, units: str, strength: str, strength_units: str) -> str:
+    return rde(
+        "PH-0040", "NW", "20250110093000+0000", "8640^prednisone^RXNORM", amount, units,
+        "QD^Once daily^HL70335", "PO^Oral^HL70162", placer="ORD-PRED-40",
+        strength=strength, strength_units=strength_units,
+    )
+
+
+@pytest.mark.parametrize(
+    ("amount", "units", "strength", "strength_units", "dose"),
+    [
+        ("3", "TAB^Tablet^HL70292", "20", "MG^milligram^UCUM", (60.0, "mg")),
+        ("2.5", "{tbl}^tablet^UCUM", "5", "mg", (12.5, "mg")),
+        ("1", "CAP", "0.5", "G", (500.0, "mg")),
+        ("10", "ML^milliliter^UCUM", "15", "MG/5ML", (30.0, "mg")),
+        ("4", "mL", "3", "mg/mL", (12.0, "mg")),
+        # no conversion: a bare mass per mL is ambiguous, a strength per mL for tablets does
+        # not apply, a unit that is no mass, and a dose already in mg keeps its own value
+        ("10", "ML", "15", "MG", (10.0, "ML")),
+        ("2", "TAB", "5", "MG/ML", (2.0, "TAB")),
+        ("2", "TAB", "40", "MEQ", (2.0, "TAB")),
+        ("2", "TAB", "5", "", (2.0, "TAB")),
+        ("60", "mg", "20", "MG", (60.0, "mg")),
+        ("60", "mg", "not a number", "MG", (60.0, "mg")),
+    ],
+)
+def test_a_dose_in_tablets_with_its_give_strength_is_converted_to_mg(
+    amount: str, units: str, strength: str, strength_units: str, dose: tuple[float, str]
+) -> None:
+    event = only(_prednisone_rde(amount, units, strength, strength_units))
+    assert isinstance(event, MedicationOrderEvent) and event.dose is not None
+    assert (event.dose.value, event.dose.unit) == dose
+
+
+def test_tablets_with_their_strength_count_in_the_dose_rules() -> None:
+    prednisone = only(_prednisone_rde("3", "TAB^Tablet^HL70292", "20", "MG^milligram^UCUM"))
+    replay = Replay()
+    list(replay.feed(prednisone))
+    [order_state] = replay.states[prednisone.patient_id].orders.values()
+    assert order_state.versions[0].prednisone_equivalent_mg_per_day == 60.0
+
+
+def test_a_give_strength_that_is_not_a_number_is_refused_for_a_dose_in_tablets() -> None:
+    error = rejected(_prednisone_rde("3", "TAB", "twenty", "MG"))
+    assert error.code == INVALID_FIELD
+    assert error.reason == "RXE-25: not a give strength 'twenty' (order 'ORD-PRED-40')"
+
+
+def test_a_requested_give_strength_in_rxo_converts_the_requested_dose() -> None:
+    message = OMP_MYCOPHENOLATE.replace(
+        "RXO|^mycophenolate mofetil 500 MG Oral Tablet|1000||mg^milligram^UCUM",
+        "RXO|^mycophenolate mofetil 500 MG Oral Tablet|2||TAB^Tablet^HL70292"
+        + "|" * 14 + "500|MG",
+    )
+    event = only(message)
+    assert isinstance(event, MedicationOrderEvent) and event.dose is not None
+    assert (event.dose.value, event.dose.unit) == (1000.0, "mg")

@@ -42,6 +42,9 @@ def test_every_example_converts_and_tells_the_story() -> None:
     transitions += list(replay.finish(datetime(2025, 3, 1, tzinfo=UTC).timestamp()))
     opened = {t.rule for t in transitions if t.status == "open"}
     assert {"statin_active", "methotrexate_dose_above_range"} <= opened
+    # 30 tablets of 2.5 mg (RXO-18/19) weekly: 75 mg, a tenfold error
+    [methotrexate] = [t for t in transitions if t.rule == "methotrexate_dose_above_range"]
+    assert methotrexate.summary.startswith("Methotrexate 75 mg per dose"), methotrexate.summary
     # prednisone 1 mg/kg at the FHIR body weight of 72 kg: 72 mg/day for 28 days, no prophylaxis
     [pjp] = [t for t in transitions if t.rule == "pjp_prophylaxis_missing"]  # on 2025-02-07
     assert pjp.detail.startswith("Glucocorticoid 72 mg/day prednisone-equivalent")

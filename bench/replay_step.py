@@ -9,10 +9,13 @@ Prints one JSON line: events, seconds, events/s, peak RSS, and for replay the st
 from __future__ import annotations
 
 import json
+import os
 import re
 import resource
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 
 from bench.common import UNSETTLED_DAYS
@@ -36,12 +39,57 @@ def current_rss_mib() -> float:
     return _status_kib("VmRSS") / 1024.0
 
 
-def _status_kib(field: str) -> int:
-    with open("/proc/self/status") as status:
+def _status_kib(field: str, pid: int | str = "self") -> int:
+    with open(f"/proc/{pid}/status") as status:
         for line in status:
             if line.startswith(field + ":"):
                 return int(line.split()[1])
-    raise RuntimeError(f"no {field} in /proc/self/status")
+    raise RuntimeError(f"no {field} in /proc/{pid}/status")
+
+
+class PeakWatch:
+    """Samples the high-water RSS (VmHWM) of a process and of its children every ``interval``
+    seconds from /proc, in a thread: ``imnm replay --jobs N`` is a parent that merges and writes
+    and N workers, and the question is what each of them holds, which one rusage cannot tell.
+    VmHWM only grows, so a sample misses at most what a process gained in its last interval."""
+
+    def __init__(self, pid: int, interval: float = 0.02) -> None:
+        self.pid = pid
+        self.parent_kib = 0
+        self.largest_child_kib = 0
+        self._interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> PeakWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.parent_kib = max(self.parent_kib, _hwm_kib(self.pid))
+            for child in _children(self.pid):
+                self.largest_child_kib = max(self.largest_child_kib, _hwm_kib(child))
+            self._stop.wait(self._interval)
+
+
+def _hwm_kib(pid: int) -> int:
+    try:
+        return _status_kib("VmHWM", pid)
+    except (OSError, RuntimeError):  # gone, or a zombie without memory
+        return 0
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as children:
+            return [int(child) for child in children.read().split()]
+    except OSError:
+        return []
 
 
 def memory(path: str) -> None:
@@ -87,23 +135,37 @@ def cli(path: str, jobs: int = 1) -> None:
     # other steps' RSS figures should not include
 
     launcher_rss = current_rss_mib()
-    started = time.perf_counter()
-    done = subprocess.run([*imnm_executable(), "replay", path, "--jobs", str(jobs)],
-                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                          check=False)
-    seconds = time.perf_counter() - started
-    if done.returncode not in (0, 3):  # 3: some lines rejected, still a complete replay
-        raise SystemExit(f"imnm replay failed ({done.returncode}): {done.stderr[-2000:]}")
-    summary = re.search(r"events read (\d+),.*\(([\d,]+) events/s\)", done.stderr)
+    with tempfile.TemporaryFile() as errors:
+        started = time.perf_counter()
+        process = subprocess.Popen([*imnm_executable(), "replay", path, "--jobs", str(jobs)],
+                                   stdout=subprocess.PIPE, stderr=errors)
+        assert process.stdout is not None
+        with PeakWatch(process.pid) as watch:
+            first_output = None  # when the first transition reached the reader
+            while os.read(process.stdout.fileno(), 1 << 16):
+                if first_output is None:
+                    first_output = time.perf_counter() - started
+            returncode = process.wait()
+        seconds = time.perf_counter() - started
+        errors.seek(0)
+        stderr = errors.read().decode()
+    if returncode not in (0, 3):  # 3: some lines rejected, still a complete replay
+        raise SystemExit(f"imnm replay failed ({returncode}): {stderr[-2000:]}")
+    summary = re.search(r"events read (\d+),.*\(([\d,]+) events/s\)", stderr)
     if summary is None:
-        raise SystemExit(f"no summary line from imnm replay: {done.stderr[-2000:]}")
+        raise SystemExit(f"no summary line from imnm replay: {stderr[-2000:]}")
     events = int(summary.group(1))
     print(json.dumps({
         "mode": "cli", "jobs": jobs, "events": events, "seconds": round(seconds, 3),
         "events_per_second": round(events / seconds),
         "reported_events_per_second": int(summary.group(2).replace(",", "")),
+        "first_output_seconds": None if first_output is None else round(first_output, 3),
+        # sampled from /proc: the CLI process (with --jobs the parent that merges and writes)
+        # and its largest child (a worker); 0 without --jobs
+        "process_peak_rss_mib": round(watch.parent_kib / 1024.0, 1),
+        "largest_child_peak_rss_mib": round(watch.largest_child_kib / 1024.0, 1),
         # the summary's counts by rule and status: the same whatever --jobs
-        "transitions": dict(re.findall(r"transitions (\S+): (\d+)", done.stderr)),
+        "transitions": dict(re.findall(r"transitions (\S+): (\d+)", stderr)),
         # The largest ru_maxrss among the children (the CLI, or with --jobs its largest worker),
         # which is at least this process's RSS at fork (see rss_mib): the figure is the CLI's
         # own peak only while it is well above ``launcher_rss_mib``.

@@ -52,9 +52,13 @@ def replay_benchmark(patients: int, runs: int, workdir: Path) -> dict[str, Any]:
         "replay_peak_rss_mib": median([r["peak_rss_mib"] for r in memories]),
         "cli_events_per_second": median([r["events_per_second"] for r in clis]),
         "cli_peak_rss_mib": median([r["peak_rss_mib"] for r in clis]),
+        "cli_first_output_seconds": median([r["first_output_seconds"] for r in clis]),
         "cli_jobs": REPLAY_JOBS,
         "cli_jobs_events_per_second": median([r["events_per_second"] for r in jobs]),
         "cli_jobs_peak_rss_mib": median([r["peak_rss_mib"] for r in jobs]),
+        "cli_jobs_first_output_seconds": median([r["first_output_seconds"] for r in jobs]),
+        "cli_jobs_parent_peak_rss_mib": median([r["process_peak_rss_mib"] for r in jobs]),
+        "cli_jobs_worker_peak_rss_mib": median([r["largest_child_peak_rss_mib"] for r in jobs]),
         "cli_jobs_same_transitions": all(r["transitions"] == clis[0]["transitions"]
                                          for r in [*clis, *jobs]),
         "state_bytes_per_patient_mean": last["state_bytes_per_patient_mean"],
@@ -229,12 +233,15 @@ def _print(results: dict[str, Any]) -> None:
              f"{replay['validate_only_events_per_second']:,} events/s"),
             ("ratio engine/ceiling", f"{replay['ratio_to_ceiling']:.3f}"),
             ("replay peak RSS (streaming the file)", f"{replay['replay_peak_rss_mib']} MiB"),
-            ("imnm replay FILE > /dev/null (whole CLI)",
+            ("imnm replay FILE | reader (whole CLI)",
              f"{replay['cli_events_per_second']:,} events/s, "
-             f"peak RSS {replay['cli_peak_rss_mib']} MiB"),
-            (f"imnm replay FILE --jobs {replay['cli_jobs']} > /dev/null",
-             f"{replay['cli_jobs_events_per_second']:,} events/s, largest process "
-             f"{replay['cli_jobs_peak_rss_mib']} MiB, same transitions: "
+             f"peak RSS {replay['cli_peak_rss_mib']} MiB, "
+             f"first line after {replay['cli_first_output_seconds']} s"),
+            (f"imnm replay FILE --jobs {replay['cli_jobs']} | reader",
+             f"{replay['cli_jobs_events_per_second']:,} events/s, "
+             f"first line after {replay['cli_jobs_first_output_seconds']} s, "
+             f"parent {replay['cli_jobs_parent_peak_rss_mib']} MiB, largest worker "
+             f"{replay['cli_jobs_worker_peak_rss_mib']} MiB, same transitions: "
              f"{'yes' if replay['cli_jobs_same_transitions'] else 'NO'}"),
             ("state per patient in the table (mean/max)",
              f"{replay['state_bytes_per_patient_mean']:,} / "

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.replay_step import state_sizes
+from bench.replay_step import PeakWatch, state_sizes
 from bench.run import main as bench_main
 from imnm_common.service_layer.replay import Replay
 from imnm_demo.generator import StreamSpec, generate_lines
@@ -59,6 +59,27 @@ def test_make_bench_replay_section_on_a_tiny_stream(
         int(count) for count in cli["transitions"].values()) == replay["transitions"]
     assert replay["cli_jobs_same_transitions"] is True
     assert "--jobs 2" in printed
+    for run in (cli, jobs):  # the first transition reaches the reader before the end
+        assert 0 < run["first_output_seconds"] <= run["seconds"]
+        assert run["process_peak_rss_mib"] > 0
+    assert cli["largest_child_peak_rss_mib"] == 0 < jobs["largest_child_peak_rss_mib"]
+    assert "first line after" in printed and "largest worker" in printed
+
+
+def test_the_peak_watch_tells_a_process_from_its_children() -> None:
+    # a parent holding ~40 MiB starts a child holding ~120 MiB; both wait to be sampled
+    script = (
+        "import subprocess, sys, time\n"
+        "held = bytearray(40 << 20)\n"
+        "child = subprocess.Popen([sys.executable, '-c', "
+        "'import time; held = bytearray(120 << 20); time.sleep(0.6)'])\n"
+        "child.wait()\n"
+    )
+    process = subprocess.Popen([sys.executable, "-c", script])
+    with PeakWatch(process.pid, interval=0.01) as watch:
+        process.wait()
+    assert 40 << 10 <= watch.parent_kib < 120 << 10
+    assert watch.largest_child_kib >= 120 << 10
 
 
 def test_peak_rss_is_the_steps_own_not_its_parents(tmp_path: Path) -> None:

@@ -81,7 +81,13 @@ from imnm_ingest.domain.conversion import (
     canonical,
     put_present,
 )
-from imnm_ingest.domain.strength import Strength, dose_in_mg, strength_from_ratio
+from imnm_ingest.domain.strength import (
+    Strength,
+    dose_form_unit,
+    dose_in_mg,
+    strength_from_ratio,
+    strength_in_names,
+)
 
 __all__ = ["events_from_fhir"]
 
@@ -407,7 +413,11 @@ def _medication_request(raw: dict[str, Any], context: _Context) -> list[EventObj
     event["medication"], product = _ordered_medication(request, context)
     dosage = request.dosageInstruction[0] if request.dosageInstruction else None
     if dosage is not None:
-        put_present(event, dose=_dose(dosage, product), frequency=_frequency(dosage),
+        dose = _dose(dosage)
+        if dose is not None and dose_form_unit(dose["unit"]) is not None:
+            mg = dose_in_mg(dose["value"], dose["unit"], _strength(request, product))
+            dose = dose if mg is None else {"value": mg, "unit": "mg"}
+        put_present(event, dose=dose, frequency=_frequency(dosage),
                     route=_concept_text(dosage.route) if dosage.route is not None else None)
     event["event_id"] = _event_id("MedicationRequest", key, meta, event)
     return [event]
@@ -464,7 +474,7 @@ def _medication_from(concept: CodeableConcept, element: str) -> dict[str, str]:
     return medication
 
 
-def _dose(dosage: Dosage, product: Medication | None) -> dict[str, Any] | None:
+def _dose(dosage: Dosage) -> dict[str, Any] | None:
     dose_and_rate = dosage.doseAndRate[0] if dosage.doseAndRate else None
     quantity = dose_and_rate.doseQuantity if dose_and_rate is not None else None
     if quantity is None:
@@ -475,9 +485,20 @@ def _dose(dosage: Dosage, product: Medication | None) -> dict[str, Any] | None:
     unit = _unit(quantity)
     if unit is None:
         raise ConversionRejected(f"{element}: no unit (code or unit)", MISSING_FIELD)
-    value = float(quantity.value)
-    mg = dose_in_mg(value, unit, _ingredient_strength(product)) if product is not None else None
-    return {"value": value, "unit": unit} if mg is None else {"value": mg, "unit": "mg"}
+    return {"value": float(quantity.value), "unit": unit}
+
+
+def _strength(request: MedicationRequest, product: Medication | None) -> Strength | None:
+    """The ordered product's strength, which turns a dose in tablets or mL into a mass: its
+    Medication's ingredient strength, else the one its names state ("predniSONE 20 MG Oral
+    Tablet", an RxNorm clinical drug's display)."""
+    if product is not None and product.ingredient:
+        return _ingredient_strength(product)
+    concept = request.medicationCodeableConcept or (product.code if product else None)
+    if concept is None:
+        return None
+    names = [concept.text, *(coding.display for coding in concept.coding or [])]
+    return strength_in_names(name for name in names if name)
 
 
 def _ingredient_strength(product: Medication) -> Strength | None:

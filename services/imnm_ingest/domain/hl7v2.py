@@ -47,6 +47,7 @@ from imnm_ingest.domain.strength import (
     dose_form_unit,
     dose_in_mg,
     strength_from_units,
+    strength_in_names,
 )
 
 LAB_MESSAGES = frozenset({"ORU^R01"})
@@ -512,16 +513,16 @@ def _medication_order(
     rxe, rxo = first.get("RXE"), first.get("RXO")
     give: _Segment
     if rxe is not None and (rxo is None or any(rxe.get(2, i) for i in (1, 2, 4, 5))):
-        give, code_at, amount_at, units_at, strength_at = rxe, 2, 3, 5, 25
+        give, at = rxe, _RXE_FIELDS
     elif rxo is not None:
-        give, code_at, amount_at, units_at, strength_at = rxo, 1, 2, 4, 18
+        give, at = rxo, _RXO_FIELDS
     else:
         wanted = "RXO" if header.message_type in _REQUESTED_ORDER_MESSAGES else "RXE"
         raise ConversionRejected(f"{wanted}: no {wanted} segment for the order{where}",
                                  MISSING_FIELD)
-    event["medication"] = _medication(give, code_at, where)
+    event["medication"] = _medication(give, at.code, where)
     rxr = first.get("RXR")
-    put_present(event, dose=_dose(give, amount_at, units_at, strength_at, where),
+    put_present(event, dose=_dose(give, at, where),
                 frequency=_order_frequency(group, orc, rxe),
                 route=(_route(rxr) if rxr is not None else None) or None)
     return event
@@ -591,38 +592,52 @@ def _medication(give: _Segment, field: int, where: str) -> dict[str, str]:
     return {key: value for key, value in medication.items() if value is not None}
 
 
-def _dose(
-    give: _Segment, amount_at: int, units_at: int, strength_at: int, where: str
-) -> dict[str, Any] | None:
+def _dose(give: _Segment, at: _GiveFields, where: str) -> dict[str, Any] | None:
     segment = give.name
-    raw = give.get(amount_at, 1)
+    raw = give.get(at.amount, 1)
     if not raw:
         return None
     amount = _number(raw)
     if amount is None or amount < 0:
         raise ConversionRejected(
-            f"{segment}-{amount_at}: not a dose amount {_short(raw)}{where}", INVALID_FIELD
+            f"{segment}-{at.amount}: not a dose amount {_short(raw)}{where}", INVALID_FIELD
         )
-    unit = give.get(units_at, 1) or give.get(units_at, 2)
+    unit = give.get(at.units, 1) or give.get(at.units, 2)
     if amount == 0 or not unit:
         return None  # no usable dose (a discontinue may carry 0); the order still counts
-    mg = dose_in_mg(amount, unit, _give_strength(give, strength_at, unit, where))
+    mg = dose_in_mg(amount, unit, _give_strength(give, at, unit, where))
     return {"value": amount, "unit": unit} if mg is None else {"value": mg, "unit": "mg"}
 
 
-def _give_strength(give: _Segment, at: int, dose_unit: str, where: str) -> Strength | None:
-    """RXE-25/26 (RXO-18/19): the strength per give unit, read only for a dose in dose-form
-    units ("2 TAB"), which it turns into a mass."""
-    raw = give.get(at, 1)
-    if not raw or dose_form_unit(dose_unit) is None:
+def _give_strength(give: _Segment, at: _GiveFields, dose_unit: str, where: str) -> Strength | None:
+    """For a dose in dose-form units ("3 TAB"): the strength per give unit from RXE-25/26
+    (RXO-18/19), else the one the give code's text states ("predniSONE 20 MG Oral Tablet": HL7
+    sends RXE-25 only when the give code does not imply the strength)."""
+    if dose_form_unit(dose_unit) is None:
         return None
+    raw = give.get(at.strength, 1)
+    if not raw:
+        return strength_in_names(give.get(at.code, text) for text in (2, 5))
     value = _number(raw)
     if value is None or value <= 0:
         raise ConversionRejected(
-            f"{give.name}-{at}: not a give strength {_short(raw)}{where}", INVALID_FIELD
+            f"{give.name}-{at.strength}: not a give strength {_short(raw)}{where}", INVALID_FIELD
         )
-    units = give.get(at + 1, 1) or give.get(at + 1, 2)
+    units = give.get(at.strength + 1, 1) or give.get(at.strength + 1, 2)
     return strength_from_units(value, units, dose_unit) if units else None
+
+
+class _GiveFields(NamedTuple):
+    """Where an order's give code, amount, units and strength are in RXE or RXO."""
+
+    code: int
+    amount: int
+    units: int
+    strength: int  # and its units in the next field
+
+
+_RXE_FIELDS = _GiveFields(code=2, amount=3, units=5, strength=25)
+_RXO_FIELDS = _GiveFields(code=1, amount=2, units=4, strength=18)
 
 
 def _order_frequency(

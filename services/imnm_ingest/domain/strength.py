@@ -12,6 +12,7 @@ so anything else keeps the dose as written.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from imnm_common.domain.knowledge import mass_in_mg
@@ -31,6 +32,19 @@ _COUNTED = frozenset({"tablet", "capsule"})
 
 # "MG", "MG/ML", "MG/5ML", "mg/5 mL": a mass, optionally per an amount of a dose-form unit.
 _STRENGTH_UNIT = re.compile(r"^\s*([^/\s]+)\s*(?:/\s*(\d+(?:\.\d+)?)?\s*([^/\s]+))?\s*$")
+
+
+# A clinical drug's name that states one strength, as RxNorm writes them ("predniSONE 20 MG Oral
+# Tablet", "prednisoLONE 3 MG/ML Oral Solution", "... Tablet [Deltasone]") and as most local
+# names follow: no digit or slash before the strength, none after it, so a combination
+# ("... 1250 MG / cholecalciferol 200 UNT ...") or a quantified drug ("1 ML methotrexate 25
+# MG/ML Injection") never matches.
+_NAMED_STRENGTH = re.compile(
+    r"^[^\d/]*?(?<![\w.])(\d+(?:\.\d+)?)\s*(mg|mcg|g)(?:\s*/\s*(ml))?\b([^\d/]*)$",
+    re.IGNORECASE,
+)
+_FORM_WORDS = (("tablet", re.compile(r"\b(?:tablets?|tabs?)\b", re.IGNORECASE)),
+               ("capsule", re.compile(r"\b(?:capsules?|caps?)\b", re.IGNORECASE)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +69,25 @@ def strength_from_ratio(
         return None
     form = dose_form_unit(per_unit)
     return None if form is None else Strength(mg, per_amount, form)
+
+
+def strength_in_names(names: Iterable[str]) -> Strength | None:
+    """The strength the product's names state (a give code's text, a coding's display), when
+    they state exactly one: per tablet or capsule when the name says which, per mL for a
+    strength written per mL."""
+    found = {strength for name in names if (strength := _strength_in_name(name)) is not None}
+    return found.pop() if len(found) == 1 else None
+
+
+def _strength_in_name(name: str) -> Strength | None:
+    match = _NAMED_STRENGTH.match(name.strip())
+    if match is None:
+        return None
+    value, mass_unit, per_ml, form_words = match.groups()
+    if per_ml:
+        return strength_from_ratio(float(value), mass_unit, 1.0, "mL")
+    form = next((form for form, words in _FORM_WORDS if words.search(form_words)), None)
+    return None if form is None else strength_from_ratio(float(value), mass_unit, 1.0, form)
 
 
 def strength_from_units(value: float, units: str, dose_unit: str) -> Strength | None:

@@ -377,6 +377,11 @@ def test_tablet_annotation_unit_and_unknown_status() -> None:
         "value": 3, "unit": "tablet", "system": UCUM, "code": "{tbl}"}
     [event] = convert(order)
     assert event.event_type == "medication_order" and event.dose is not None
+    # the medication's text, "predniSONE 20 mg tablet", states the strength
+    assert (event.dose.value, event.dose.unit) == (60.0, "mg")
+    order["medicationCodeableConcept"]["text"] = "predniSONE tablet"
+    [event] = convert(order)
+    assert event.event_type == "medication_order" and event.dose is not None
     assert (event.dose.value, event.dose.unit) == (3.0, "tablet")
     reason = rejected(changed(prednisone_order(), status="suspended"), INVALID_FIELD)
     assert reason.startswith("MedicationRequest.status: 'suspended'")
@@ -699,3 +704,18 @@ def test_an_inactive_ingredient_does_not_make_a_combination() -> None:
     product["ingredient"][1]["isActive"] = False  # an excipient
     [event] = convert(changed(_ordered_in(3, "tablet", "TAB"), contained=[product]))
     assert fields(event)["dose"] == {"value": 60.0, "unit": "mg"}
+
+
+def test_a_medication_display_naming_its_strength_converts_a_dose_in_tablets() -> None:
+    order = prednisone_order()
+    order["medicationCodeableConcept"] = {
+        "coding": [{"system": RXNORM, "code": "312617",
+                    "display": "predniSONE 20 MG Oral Tablet"}]}
+    order["dosageInstruction"][0]["doseAndRate"][0]["doseQuantity"] = {
+        "value": 2.5, "unit": "TAB", "system": ORDERABLE_FORM, "code": "TAB"}
+    [event] = convert(order)
+    assert fields(event)["dose"] == {"value": 50.0, "unit": "mg"}
+    # a text that states another strength than the display: neither is trusted
+    order["medicationCodeableConcept"]["text"] = "predniSONE 5 mg tablet"
+    [event] = convert(order)
+    assert fields(event)["dose"] == {"value": 2.5, "unit": "TAB"}

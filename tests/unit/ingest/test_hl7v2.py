@@ -751,3 +751,20 @@ def test_a_requested_give_strength_in_rxo_converts_the_requested_dose() -> None:
     event = only(message)
     assert isinstance(event, MedicationOrderEvent) and event.dose is not None
     assert (event.dose.value, event.dose.unit) == (1000.0, "mg")
+
+
+def test_a_give_code_naming_its_strength_converts_a_dose_in_tablets() -> None:
+    # HL7 sends RXE-25 only when the give code does not imply the strength
+    by_name = only(rde(
+        "PH-0041", "NW", "20250110093000+0000", "312617^predniSONE 20 MG Oral Tablet^RXNORM",
+        "3", "TAB^Tablet^HL70292", "QD", "PO", placer="ORD-PRED-41",
+    ))
+    assert isinstance(by_name, MedicationOrderEvent) and by_name.dose is not None
+    assert (by_name.dose.value, by_name.dose.unit) == (60.0, "mg")
+    # the give strength, when sent, is the one used
+    by_field = only(rde(
+        "PH-0042", "NW", "20250110093000+0000", "312617^predniSONE 20 MG Oral Tablet^RXNORM",
+        "3", "TAB", "QD", "PO", placer="ORD-PRED-42", strength="10", strength_units="MG",
+    ))
+    assert isinstance(by_field, MedicationOrderEvent) and by_field.dose is not None
+    assert (by_field.dose.value, by_field.dose.unit) == (30.0, "mg")

@@ -235,7 +235,7 @@ class PatientState:
             tacrolimus_troughs=[_lab_value(r) for r in troughs],
             mmt8_scores=[_score(m) for m in scores],
             body_weights=[_lab_value(r) for r in weights or ()],
-            open_alerts={slot: OpenAlert(*a) for slot, a in alerts.items()},
+            open_alerts={_current_slot(slot, a): OpenAlert(*a) for slot, a in alerts.items()},
             last_resolved=last_resolved,
             seen_event_ids=seen,
             clock=times[0],
@@ -281,6 +281,19 @@ _score = MuscleScore._make
 
 # Rows of older formats end before ``mg_per_dose``, ``mg_per_kg_per_day`` and ``comparator``:
 # the defaults fill in.
+_TACROLIMUS_SLOT_BEFORE_SIDES = "tacrolimus_trough_out_of_range"
+
+
+def _current_slot(slot: str, alert: list[Any]) -> str:
+    """The slot an open alert has under today's rules. The tacrolimus alert has one slot per side
+    of the range since 2026-12-01; an alert opened before keeps its id under the slot its summary
+    ("Tacrolimus trough low: ...") names, rather than being resolved and raised again."""
+    if slot != _TACROLIMUS_SLOT_BEFORE_SIDES:
+        return slot
+    summary = alert[3]  # OpenAlert: alert_id, rule, raised_at, summary, evidence
+    return f"{slot}:{'low' if summary.startswith('Tacrolimus trough low') else 'high'}"
+
+
 def _version(row: list[Any]) -> OrderVersion:
     return OrderVersion(*row)
 

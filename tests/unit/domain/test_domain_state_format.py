@@ -101,3 +101,34 @@ def test_body_weights_and_weight_based_doses_survive_the_table_and_format_5_read
     for order in raw[5]:
         order[5] = [version[:7] for version in order[5]]
     assert PatientState.from_bytes(orjson.dumps(raw)) == _state(_chart())
+
+
+def test_a_tacrolimus_alert_opened_before_the_slot_per_side_keeps_its_id() -> None:
+    # States written before 2026-12-01 hold an open tacrolimus alert under the rule's name; read
+    # today, it continues under its side's slot instead of resolving and opening again.
+    chart = Chart()
+    chart.dx(0)
+    chart.tacro(1, 3.0)
+    state = engine.new_state(chart.patient_id)
+    opened = []
+    for event in chart.parsed():
+        opened += engine.apply(state, event).transitions
+    opened += engine.advance(state, ts(1))
+    [alert] = [t for t in opened if t.rule == "tacrolimus_trough_out_of_range"]
+    raw = orjson.loads(state.to_bytes())
+    alerts = raw[9]
+    assert list(alerts) == ["tacrolimus_trough_out_of_range:low"]
+    raw[9] = {"tacrolimus_trough_out_of_range": alerts["tacrolimus_trough_out_of_range:low"]}
+    restored = PatientState.from_bytes(orjson.dumps(raw))
+    assert list(restored.open_alerts) == ["tacrolimus_trough_out_of_range:low"]
+
+    later = Chart()
+    later.tacro(2, 4.0)  # still low: nothing changes
+    later.ck(3, 900)
+    later.tacro(5, 7.0)  # in range: the alert opened before resolves, under its own id
+    transitions = []
+    for event in later.parsed():
+        transitions += engine.apply(restored, event).transitions
+        transitions += engine.advance(restored, event.occurred_at.timestamp())
+    tacrolimus = [t for t in transitions if t.rule == "tacrolimus_trough_out_of_range"]
+    assert [(t.status, t.alert_id) for t in tacrolimus] == [("resolved", alert.alert_id)]

@@ -141,7 +141,8 @@ class Dose(_Strict):
     unit: str = Field(
         min_length=1, max_length=16,
         description="mg, g, mcg, tablet, mL, unit, ...; mg/kg, g/kg, mcg/kg for a weight-based "
-        "dose (glucocorticoids: converted with the patient's body weight result). A dose in "
+        "dose (glucocorticoids: converted with the patient's body weight result); mg/d, "
+        "mg/kg/d for a daily total, which the frequency only divides. A dose in "
         "tablets or mL has no known mass: send it in mg when the product's strength is known",
     )
 

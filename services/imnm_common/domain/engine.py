@@ -233,13 +233,18 @@ def _record_order(state: PatientState, event: MedicationOrderEvent, at: float) -
     mg_per_day = mg_per_kg_per_day = None
     if recognition.prednisone_factor is not None and event.dose is not None:
         freq = event.frequency
-        # No frequency on a glucocorticoid order: once daily, the usual default.
-        per_day = freq.times / (freq.period * knowledge.PERIOD_DAYS[freq.unit]) if freq else 1.0
-        dose_mg = knowledge.mass_in_mg(event.dose.value, event.dose.unit)
+        unit = knowledge.per_day_unit(event.dose.unit)
+        if unit is not None:
+            per_day = 1.0  # a daily amount: the frequency only divides it
+        else:
+            unit = event.dose.unit
+            # No frequency on a glucocorticoid order: once daily, the usual default.
+            per_day = freq.times / (freq.period * knowledge.PERIOD_DAYS[freq.unit]) if freq else 1.0
+        dose_mg = knowledge.mass_in_mg(event.dose.value, unit)
         if dose_mg is not None:
             mg_per_day = dose_mg * recognition.prednisone_factor * per_day
         else:
-            mg_per_kg = knowledge.mass_per_kg_in_mg(event.dose.value, event.dose.unit)
+            mg_per_kg = knowledge.mass_per_kg_in_mg(event.dose.value, unit)
             if mg_per_kg is not None:
                 mg_per_kg_per_day = mg_per_kg * recognition.prednisone_factor * per_day
                 mg_per_day = _weighed(mg_per_kg_per_day, weight_at(state.body_weights, at))

@@ -247,9 +247,21 @@ _MASS_UNITS = {"mg": 1.0, "g": 1000.0, "mcg": 0.001, "ug": 0.001, "µg": 0.001, 
 
 def mass_per_kg_in_mg(value: float, unit: str) -> float | None:
     """A weight-based dose ("1 mg/kg") in mg per kg of body weight, or None for any other unit.
-    UCUM writes it ``mg/kg``; the rate forms (``mg/kg/d``) are not recognised."""
+    UCUM writes it ``mg/kg``; a daily amount (``mg/kg/d``) is split off by :func:`per_day_unit`
+    first."""
     mass, slash, per = unit.strip().lower().partition("/")
     factor = _MASS_UNITS.get(mass) if slash and per == "kg" else None
     return None if factor is None else value * factor
+
+
+def per_day_unit(unit: str) -> str | None:
+    """The amount unit of a daily amount ("mg/d", "mg/kg/d", "mg/kg/day" -> "mg", "mg/kg"), or
+    None when the unit is not per day. The source's own induction dose is written "prednisone 1
+    mg/kg/day": a daily total, whatever the frequency says about how it is divided."""
+    amount, slash, per = unit.strip().lower().rpartition("/")
+    return amount if slash and amount and per in _PER_DAY else None
+
+
+_PER_DAY = frozenset({"d", "day", "(24.h)"})
 
 PERIOD_DAYS = {"h": 1.0 / 24.0, "d": 1.0, "wk": 7.0, "mo": 30.0}

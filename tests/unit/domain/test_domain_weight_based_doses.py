@@ -232,6 +232,46 @@ def test_weight_based_units() -> None:
         assert knowledge.mass_per_kg_in_mg(1, unit) is None
 
 
+@pytest.mark.parametrize(
+    ("unit", "amount_unit"),
+    [("mg/kg/d", "mg/kg"), ("MG/KG/DAY", "mg/kg"), ("mg/d", "mg"), ("g/(24.h)", "g"),
+     ("mg/kg", None), ("mg", None), ("mg/h", None), ("/d", None), ("mg/wk", None)],
+)
+def test_daily_amount_units(unit: str, amount_unit: str | None) -> None:
+    assert knowledge.per_day_unit(unit) == amount_unit
+
+
+@pytest.mark.parametrize(
+    ("dose", "unit", "times", "mg_per_day"),
+    [
+        # "1 mg/kg/day" divided twice a day is 70 mg a day at 70 kg, not 140
+        (1, "mg/kg/d", 2, 70.0),
+        (1, "mg/kg/day", 1, 70.0),
+        (60, "mg/d", 3, 60.0),
+        (1, "mg/kg", 2, 140.0),  # per administration: twice a day is twice the dose
+    ],
+)
+def test_a_daily_amount_is_not_multiplied_by_the_frequency(
+    dose: float, unit: str, times: int, mg_per_day: float
+) -> None:
+    chart = Chart()
+    chart.dx(0)
+    chart.weight(0, 70)
+    chart.rx("pred", 0, "prednisone", dose=dose, unit=unit, times=times)
+    state, _ = drive(chart.events, 2)
+    assert state.orders["pred"].versions[0].prednisone_equivalent_mg_per_day == mg_per_day
+
+
+def test_an_unweighed_daily_amount_per_kg_is_a_missing_weight() -> None:
+    chart = Chart()
+    chart.dx(0)
+    chart.rx("pred", 0, "prednisone", dose=1, unit="mg/kg/d", times=2)
+    state, transitions = drive(chart.events, 40)
+    assert state.orders["pred"].versions[0].mg_per_kg_per_day == 1.0
+    assert opened(transitions, PJP) == []
+    assert rows(transitions, MISSING) == [(MISSING, "open", 1.0, None)]
+
+
 # ---------------------------------------------------------------------------------------------
 # generated years with weights and weight-based doses
 def _transitions(lines: list[str], roundtrip: bool = False) -> list[str]:

@@ -281,7 +281,11 @@ def _administration_period_days(event: MedicationOrderEvent) -> float | None:
     """Days between administrations (FHIR period / times): every 12 h and 2x a day are both
     0.5 days, and 7x per week is daily, not weekly."""
     freq = event.frequency
-    return None if freq is None else freq.period * knowledge.PERIOD_DAYS[freq.unit] / freq.times
+    period = None if freq is None else freq.period * knowledge.PERIOD_DAYS[freq.unit] / freq.times
+    if event.dose is not None and knowledge.per_day_unit(event.dose.unit) is not None:
+        # A dose written per day ("methotrexate 15 mg/d") is given daily, whatever else is said.
+        return 1.0 if period is None else min(period, 1.0)
+    return period
 
 
 def _dose_text(event: MedicationOrderEvent) -> str:

@@ -220,6 +220,16 @@ def test_methotrexate_without_frequency_is_not_judged(chart: Chart) -> None:
     assert chart.run(3, MTX) == []
 
 
+def test_methotrexate_written_per_day_is_daily_without_a_frequency(chart: Chart) -> None:
+    chart.dx(0)
+    chart.rx("m1", 1, "methotrexate", dose=15, unit="mg/d", per=None)
+    chart.rx("m2", 1, "methotrexate", dose=15, unit="mg/d", period=1, per="wk")
+    transitions = chart.run(3, MTX)
+    assert rows(transitions) == [("methotrexate_daily_dosing", "open", 1.0, None)] * 2
+    assert transitions[0].summary == "Methotrexate ordered more often than weekly (15 mg/d)"
+    assert "every 1 day(s)" in transitions[0].detail
+
+
 def test_methotrexate_is_per_order(chart: Chart) -> None:
     chart.dx(0)
     chart.rx("m1", 1, "methotrexate", dose=15)

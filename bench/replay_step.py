@@ -51,12 +51,17 @@ class PeakWatch:
     """Samples the high-water RSS (VmHWM) of a process and of its children every ``interval``
     seconds from /proc, in a thread: ``imnm replay --jobs N`` is a parent that merges and writes
     and N workers, and the question is what each of them holds, which one rusage cannot tell.
-    VmHWM only grows, so a sample misses at most what a process gained in its last interval."""
+    VmHWM only grows, so a sample misses at most what a process gained in its last interval.
+    Given the file the process writes to, it also notes when the first output arrived (to an
+    interval): a file, not a pipe, so that reading the output takes no CPU from the process."""
 
-    def __init__(self, pid: int, interval: float = 0.02) -> None:
+    def __init__(self, pid: int, interval: float = 0.02, output: int | None = None) -> None:
         self.pid = pid
         self.parent_kib = 0
         self.largest_child_kib = 0
+        self.first_output_seconds: float | None = None
+        self._output = output
+        self._started = time.perf_counter()
         self._interval = interval
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -68,13 +73,20 @@ class PeakWatch:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
+        self._sample()  # output written in the last interval (the process may be gone)
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.parent_kib = max(self.parent_kib, _hwm_kib(self.pid))
-            for child in _children(self.pid):
-                self.largest_child_kib = max(self.largest_child_kib, _hwm_kib(child))
+            self._sample()
             self._stop.wait(self._interval)
+
+    def _sample(self) -> None:
+        self.parent_kib = max(self.parent_kib, _hwm_kib(self.pid))
+        for child in _children(self.pid):
+            self.largest_child_kib = max(self.largest_child_kib, _hwm_kib(child))
+        if (self.first_output_seconds is None and self._output is not None
+                and os.fstat(self._output).st_size > 0):
+            self.first_output_seconds = time.perf_counter() - self._started
 
 
 def _hwm_kib(pid: int) -> int:
@@ -129,24 +141,20 @@ def state_sizes(replay: Replay) -> dict[str, float]:
 
 def cli(path: str, jobs: int = 1) -> None:
     """``imnm replay FILE [--jobs N]`` as a user runs it: a fresh process streaming the file and
-    writing every transition as a JSON line (to /dev/null); wall time includes interpreter
-    start-up (and, with ``--jobs``, starting the worker processes)."""
+    writing every transition as a JSON line (to a temporary file); wall time includes
+    interpreter start-up (and, with ``--jobs``, starting the worker processes)."""
     from imnm_tracker.testing import imnm_executable  # here: it imports aiokafka, which the
     # other steps' RSS figures should not include
 
     launcher_rss = current_rss_mib()
-    with tempfile.TemporaryFile() as errors:
+    with tempfile.TemporaryFile() as output, tempfile.TemporaryFile() as errors:
         started = time.perf_counter()
         process = subprocess.Popen([*imnm_executable(), "replay", path, "--jobs", str(jobs)],
-                                   stdout=subprocess.PIPE, stderr=errors)
-        assert process.stdout is not None
-        with PeakWatch(process.pid) as watch:
-            first_output = None  # when the first transition reached the reader
-            while os.read(process.stdout.fileno(), 1 << 16):
-                if first_output is None:
-                    first_output = time.perf_counter() - started
+                                   stdout=output, stderr=errors)
+        with PeakWatch(process.pid, output=output.fileno()) as watch:
             returncode = process.wait()
         seconds = time.perf_counter() - started
+        first_output = watch.first_output_seconds
         errors.seek(0)
         stderr = errors.read().decode()
     if returncode not in (0, 3):  # 3: some lines rejected, still a complete replay

@@ -233,11 +233,11 @@ def _print(results: dict[str, Any]) -> None:
              f"{replay['validate_only_events_per_second']:,} events/s"),
             ("ratio engine/ceiling", f"{replay['ratio_to_ceiling']:.3f}"),
             ("replay peak RSS (streaming the file)", f"{replay['replay_peak_rss_mib']} MiB"),
-            ("imnm replay FILE | reader (whole CLI)",
+            ("imnm replay FILE > file (whole CLI)",
              f"{replay['cli_events_per_second']:,} events/s, "
              f"peak RSS {replay['cli_peak_rss_mib']} MiB, "
              f"first line after {replay['cli_first_output_seconds']} s"),
-            (f"imnm replay FILE --jobs {replay['cli_jobs']} | reader",
+            (f"imnm replay FILE --jobs {replay['cli_jobs']} > file",
              f"{replay['cli_jobs_events_per_second']:,} events/s, "
              f"first line after {replay['cli_jobs_first_output_seconds']} s, "
              f"parent {replay['cli_jobs_parent_peak_rss_mib']} MiB, largest worker "

@@ -68,6 +68,7 @@ from fhir.resources.R4B.meta import Meta
 from fhir.resources.R4B.observation import Observation
 from fhir.resources.R4B.patient import Patient
 from fhir.resources.R4B.quantity import Quantity
+from fhir.resources.R4B.ratio import Ratio
 from fhir.resources.R4B.reference import Reference
 from pydantic import BaseModel, ValidationError
 
@@ -492,8 +493,11 @@ def _strength(request: MedicationRequest, product: Medication | None) -> Strengt
     """The ordered product's strength, which turns a dose in tablets or mL into a mass: its
     Medication's ingredient strength, else the one its names state ("predniSONE 20 MG Oral
     Tablet", an RxNorm clinical drug's display)."""
-    if product is not None and product.ingredient:
-        return _ingredient_strength(product)
+    active = [i for i in product.ingredient or [] if i.isActive is not False] if product else []
+    if len(active) > 1:
+        return None  # a combination product's dose is not one ingredient's mass
+    if active and active[0].strength is not None:
+        return _ratio_strength(active[0].strength)
     concept = request.medicationCodeableConcept or (product.code if product else None)
     if concept is None:
         return None
@@ -501,13 +505,9 @@ def _strength(request: MedicationRequest, product: Medication | None) -> Strengt
     return strength_in_names(name for name in names if name)
 
 
-def _ingredient_strength(product: Medication) -> Strength | None:
-    """The strength of a single-ingredient product (``Medication.ingredient[].strength``, a mass
-    per dose-form unit). A combination product's dose cannot be one ingredient's mass."""
-    active = [i for i in product.ingredient or [] if i.isActive is not False]
-    if len(active) != 1 or active[0].strength is None:
-        return None
-    numerator, denominator = active[0].strength.numerator, active[0].strength.denominator
+def _ratio_strength(ratio: Ratio) -> Strength | None:
+    """``Medication.ingredient[].strength``: a mass per an amount of a dose-form unit."""
+    numerator, denominator = ratio.numerator, ratio.denominator
     if numerator is None or denominator is None:
         return None
     mass_unit = _unit(numerator)

@@ -719,3 +719,14 @@ def test_a_medication_display_naming_its_strength_converts_a_dose_in_tablets() -
     order["medicationCodeableConcept"]["text"] = "predniSONE 5 mg tablet"
     [event] = convert(order)
     assert fields(event)["dose"] == {"value": 2.5, "unit": "TAB"}
+
+
+def test_an_ingredient_listed_without_strength_leaves_the_strength_to_the_names() -> None:
+    product = _product((20, "mg", 1, "TAB"))
+    del product["ingredient"][0]["strength"]
+    [event] = convert(changed(_ordered_in(3, "tablet", "TAB"), contained=[product]))
+    # the Medication's code display, "predniSONE 20 MG Oral Tablet"
+    assert fields(event)["dose"] == {"value": 60.0, "unit": "mg"}
+    product["code"]["coding"][0]["display"] = "predniSONE"
+    [event] = convert(changed(_ordered_in(3, "tablet", "TAB"), contained=[product]))
+    assert fields(event)["dose"] == {"value": 3.0, "unit": "tablet"}

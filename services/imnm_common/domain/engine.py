@@ -28,6 +28,8 @@ from imnm_common.contracts.alerts import AlertTransition
 from imnm_common.contracts.events import (
     CanonicalEvent,
     DiagnosisEvent,
+    Dose,
+    Frequency,
     LabResultEvent,
     MedicationOrderEvent,
     MuscleAssessmentEvent,
@@ -232,22 +234,9 @@ def _record_order(state: PatientState, event: MedicationOrderEvent, at: float) -
     quoted = DrugClass.STATIN in recognition.classes or methotrexate
     mg_per_day = mg_per_kg_per_day = None
     if recognition.prednisone_factor is not None and event.dose is not None:
-        freq = event.frequency
-        unit = knowledge.per_day_unit(event.dose.unit)
-        if unit is not None:
-            per_day = 1.0  # a daily amount: the frequency only divides it
-        else:
-            unit = event.dose.unit
-            # No frequency on a glucocorticoid order: once daily, the usual default.
-            per_day = freq.times / (freq.period * knowledge.PERIOD_DAYS[freq.unit]) if freq else 1.0
-        dose_mg = knowledge.mass_in_mg(event.dose.value, unit)
-        if dose_mg is not None:
-            mg_per_day = dose_mg * recognition.prednisone_factor * per_day
-        else:
-            mg_per_kg = knowledge.mass_per_kg_in_mg(event.dose.value, unit)
-            if mg_per_kg is not None:
-                mg_per_kg_per_day = mg_per_kg * recognition.prednisone_factor * per_day
-                mg_per_day = _weighed(mg_per_kg_per_day, weight_at(state.body_weights, at))
+        mg_per_day, mg_per_kg_per_day = _prednisone_equivalent(
+            event.dose, event.frequency, recognition.prednisone_factor, state.body_weights, at
+        )
     version = OrderVersion(
         at=at,
         status=event.status,
@@ -275,6 +264,31 @@ def _record_order(state: PatientState, event: MedicationOrderEvent, at: float) -
     else:
         order.versions.append(version)
     return True
+
+
+def _prednisone_equivalent(
+    dose: Dose, frequency: Frequency | None, factor: float, weights: list[LabValue], at: float
+) -> tuple[float | None, float | None]:
+    """A glucocorticoid order's prednisone-equivalent mg/day and, for a weight-based dose, its
+    mg/kg/day (the mg/day is then None until a body weight is known)."""
+    unit = knowledge.per_day_unit(dose.unit)
+    if unit is not None:
+        per_day = 1.0  # a daily amount: the frequency only divides it
+    else:
+        unit = dose.unit
+        # No frequency on a glucocorticoid order: once daily, the usual default.
+        per_day = (
+            frequency.times / (frequency.period * knowledge.PERIOD_DAYS[frequency.unit])
+            if frequency else 1.0
+        )
+    dose_mg = knowledge.mass_in_mg(dose.value, unit)
+    if dose_mg is not None:
+        return dose_mg * factor * per_day, None
+    mg_per_kg = knowledge.mass_per_kg_in_mg(dose.value, unit)
+    if mg_per_kg is None:
+        return None, None
+    mg_per_kg_per_day = mg_per_kg * factor * per_day
+    return _weighed(mg_per_kg_per_day, weight_at(weights, at)), mg_per_kg_per_day
 
 
 def _administration_period_days(event: MedicationOrderEvent) -> float | None:

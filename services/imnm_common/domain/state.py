@@ -281,6 +281,14 @@ _score = MuscleScore._make
 
 # Rows of older formats end before ``mg_per_dose``, ``mg_per_kg_per_day`` and ``comparator``:
 # the defaults fill in.
+def _version(row: list[Any]) -> OrderVersion:
+    return OrderVersion(*row)
+
+
+def _lab_value(row: list[Any]) -> LabValue:
+    return LabValue(*row)
+
+
 _TACROLIMUS_SLOT_BEFORE_SIDES = "tacrolimus_trough_out_of_range"
 
 
@@ -292,14 +300,6 @@ def _current_slot(slot: str, alert: list[Any]) -> str:
         return slot
     summary = alert[3]  # OpenAlert: alert_id, rule, raised_at, summary, evidence
     return f"{slot}:{'low' if summary.startswith('Tacrolimus trough low') else 'high'}"
-
-
-def _version(row: list[Any]) -> OrderVersion:
-    return OrderVersion(*row)
-
-
-def _lab_value(row: list[Any]) -> LabValue:
-    return LabValue(*row)
 
 
 def _settled_to_list(settled: SettledOrders | None) -> list[Any] | None:

@@ -84,8 +84,8 @@ from imnm_ingest.domain.conversion import (
 )
 from imnm_ingest.domain.strength import (
     Strength,
+    dose_as_written_or_mg,
     dose_form_unit,
-    dose_in_mg,
     strength_from_ratio,
     strength_in_names,
 )
@@ -416,8 +416,7 @@ def _medication_request(raw: dict[str, Any], context: _Context) -> list[EventObj
     if dosage is not None:
         dose = _dose(dosage)
         if dose is not None and dose_form_unit(dose["unit"]) is not None:
-            mg = dose_in_mg(dose["value"], dose["unit"], _strength(request, product))
-            dose = dose if mg is None else {"value": mg, "unit": "mg"}
+            dose = dose_as_written_or_mg(dose["value"], dose["unit"], _strength(request, product))
         put_present(event, dose=dose, frequency=_frequency(dosage),
                     route=_concept_text(dosage.route) if dosage.route is not None else None)
     event["event_id"] = _event_id("MedicationRequest", key, meta, event)

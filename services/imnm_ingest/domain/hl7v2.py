@@ -44,8 +44,8 @@ from imnm_ingest.domain.conversion import (
 )
 from imnm_ingest.domain.strength import (
     Strength,
+    dose_as_written_or_mg,
     dose_form_unit,
-    dose_in_mg,
     strength_from_units,
     strength_in_names,
 )
@@ -605,8 +605,7 @@ def _dose(give: _Segment, at: _GiveFields, where: str) -> dict[str, Any] | None:
     unit = give.get(at.units, 1) or give.get(at.units, 2)
     if amount == 0 or not unit:
         return None  # no usable dose (a discontinue may carry 0); the order still counts
-    mg = dose_in_mg(amount, unit, _give_strength(give, at, unit, where))
-    return {"value": amount, "unit": unit} if mg is None else {"value": mg, "unit": "mg"}
+    return dose_as_written_or_mg(amount, unit, _give_strength(give, at, unit, where))
 
 
 def _give_strength(give: _Segment, at: _GiveFields, dose_unit: str, where: str) -> Strength | None:

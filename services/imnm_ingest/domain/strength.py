@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from imnm_common.domain.knowledge import mass_in_mg
 
@@ -113,3 +114,9 @@ def dose_in_mg(amount: float, unit: str, strength: Strength | None) -> float | N
     if strength is None or dose_form_unit(unit) != strength.per_unit:
         return None
     return round(amount * strength.mg / strength.per_amount, 6)
+
+
+def dose_as_written_or_mg(amount: float, unit: str, strength: Strength | None) -> dict[str, Any]:
+    """The events.v1 dose: in mg when the strength converts it, else as written."""
+    mg = dose_in_mg(amount, unit, strength)
+    return {"value": amount, "unit": unit} if mg is None else {"value": mg, "unit": "mg"}

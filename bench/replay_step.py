@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import resource
 import subprocess
 import sys
 import tempfile
@@ -47,26 +46,29 @@ def _status_kib(field: str, pid: int | str = "self") -> int:
     raise RuntimeError(f"no {field} in /proc/{pid}/status")
 
 
-class PeakWatch:
+class ProcessWatch:
     """Samples the high-water RSS (VmHWM) of a process and of its children every ``interval``
     seconds from /proc, in a thread: ``imnm replay --jobs N`` is a parent that merges and writes
     and N workers, and the question is what each of them holds, which one rusage cannot tell.
     VmHWM only grows, so a sample misses at most what a process gained in its last interval.
-    Given the file the process writes to, it also notes when the first output arrived (to an
-    interval): a file, not a pipe, so that reading the output takes no CPU from the process."""
+    Given the file the process writes to, it also notes when the first output arrived, in
+    seconds since ``started`` (to an interval): a file, not a pipe, so that reading the output
+    takes no CPU from the process."""
 
-    def __init__(self, pid: int, interval: float = 0.02, output: int | None = None) -> None:
+    def __init__(
+        self, pid: int, started: float, *, output: int | None = None, interval: float = 0.02
+    ) -> None:
         self.pid = pid
         self.parent_kib = 0
         self.largest_child_kib = 0
         self.first_output_seconds: float | None = None
         self._output = output
-        self._started = time.perf_counter()
+        self._started = started
         self._interval = interval
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def __enter__(self) -> PeakWatch:
+    def __enter__(self) -> ProcessWatch:
         self._thread.start()
         return self
 
@@ -146,12 +148,11 @@ def cli(path: str, jobs: int = 1) -> None:
     from imnm_tracker.testing import imnm_executable  # here: it imports aiokafka, which the
     # other steps' RSS figures should not include
 
-    launcher_rss = current_rss_mib()
     with tempfile.TemporaryFile() as output, tempfile.TemporaryFile() as errors:
         started = time.perf_counter()
         process = subprocess.Popen([*imnm_executable(), "replay", path, "--jobs", str(jobs)],
                                    stdout=output, stderr=errors)
-        with PeakWatch(process.pid, output=output.fileno()) as watch:
+        with ProcessWatch(process.pid, started, output=output.fileno()) as watch:
             returncode = process.wait()
         seconds = time.perf_counter() - started
         first_output = watch.first_output_seconds
@@ -174,11 +175,8 @@ def cli(path: str, jobs: int = 1) -> None:
         "largest_child_peak_rss_mib": round(watch.largest_child_kib / 1024.0, 1),
         # the summary's counts by rule and status: the same whatever --jobs
         "transitions": dict(re.findall(r"transitions (\S+): (\d+)", stderr)),
-        # The largest ru_maxrss among the children (the CLI, or with --jobs its largest worker),
-        # which is at least this process's RSS at fork (see rss_mib): the figure is the CLI's
-        # own peak only while it is well above ``launcher_rss_mib``.
-        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0, 1),
-        "launcher_rss_mib": round(launcher_rss, 1),
+        # the largest process: the CLI, or with --jobs its largest worker
+        "peak_rss_mib": round(max(watch.parent_kib, watch.largest_child_kib) / 1024.0, 1),
     }))
 
 

@@ -8,11 +8,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from bench.replay_step import PeakWatch, state_sizes
+from bench.replay_step import ProcessWatch, state_sizes
 from bench.run import main as bench_main
 from imnm_common.service_layer.replay import Replay
 from imnm_demo.generator import StreamSpec, generate_lines
@@ -76,7 +77,7 @@ def test_the_peak_watch_tells_a_process_from_its_children() -> None:
         "child.wait()\n"
     )
     process = subprocess.Popen([sys.executable, "-c", script])
-    with PeakWatch(process.pid, interval=0.01) as watch:
+    with ProcessWatch(process.pid, time.perf_counter(), interval=0.01) as watch:
         process.wait()
     assert 40 << 10 <= watch.parent_kib < 120 << 10
     assert watch.largest_child_kib >= 120 << 10

@@ -155,6 +155,19 @@ class Frequency(_Strict):
     unit: Literal["h", "d", "wk", "mo"]
 
 
+# A taper written as one order (FHIR dosageInstruction steps): more steps than a year of weekly
+# reductions is a feed error, not a taper.
+MAX_DOSE_STEPS = 52
+
+
+class ScheduledDose(_Strict):
+    """A later step of the same order: from ``starts_at`` on, its dose and frequency."""
+
+    starts_at: AwareDatetime = Field(description="When the step begins; RFC 3339 with an offset.")
+    dose: Dose | None = None
+    frequency: Frequency | None = None
+
+
 class MedicationOrderEvent(_Envelope):
     event_type: Literal["medication_order"]
     order_id: str = Field(min_length=1, max_length=128)
@@ -172,6 +185,32 @@ class MedicationOrderEvent(_Envelope):
     dose: Dose | None = None
     frequency: Frequency | None = None
     route: str | None = Field(default=None, max_length=64)
+    dose_schedule: list[ScheduledDose] | None = Field(
+        default=None, max_length=MAX_DOSE_STEPS,
+        description="Later steps of this order, as a taper written in one order: `dose` and "
+        "`frequency` hold from occurred_at until the first step, each step until the next. "
+        "Steps start after occurred_at, in ascending starts_at. A later version of the order "
+        "replaces the whole schedule from its own occurred_at on.",
+    )
+    ends_at: AwareDatetime | None = Field(
+        default=None,
+        description="When the order's last dose is given (a course for a fixed time): from "
+        "then on the order is completed. After occurred_at and after every step's starts_at.",
+    )
+
+    @model_validator(mode="after")
+    def _schedule_in_time_order(self) -> MedicationOrderEvent:
+        previous = self.occurred_at
+        for index, step in enumerate(self.dose_schedule or ()):
+            if step.starts_at <= previous:
+                raise ValueError(
+                    f"dose_schedule.{index}.starts_at: a step starts after occurred_at and "
+                    "after the step before it"
+                )
+            previous = step.starts_at
+        if self.ends_at is not None and self.ends_at <= previous:
+            raise ValueError("ends_at: the order ends after occurred_at and after its last step")
+        return self
 
 
 class MuscleAssessmentEvent(_Envelope):

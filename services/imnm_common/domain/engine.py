@@ -160,11 +160,14 @@ def apply(
         return ApplyOutcome(duplicate=True)
     _adopt_rules(state, config, None)
     at = event.occurred_at.timestamp()
+    # Scheduled dose steps whose time has come are history this event follows (a caller that
+    # advanced first has taken those before ``at`` already).
+    upto = at if state.clock is None else max(at, _judge_time(state))
+    if state.next_step_at is not None and state.next_step_at <= upto:
+        _take_scheduled_steps(state, upto)
     stale = False
     if isinstance(event, MedicationOrderEvent):
-        stale = not _record_order(state, event, at)
-        if not stale:
-            order_recorded(state, state.orders[event.order_id], at)
+        stale = not _record_order(state, event, at, upto)
     elif isinstance(event, LabResultEvent):
         _record_lab(state, event, at, config)
     elif isinstance(event, MuscleAssessmentEvent):
@@ -189,11 +192,7 @@ def apply(
 
 def _rules_read_by(state: PatientState, event: CanonicalEvent) -> tuple[str, ...]:
     if isinstance(event, MedicationOrderEvent):
-        order = state.orders[event.order_id]
-        names = {name for cls in order.classes for name in _RULES_READING_ORDERS_OF[cls]}
-        for agent in order.agents:
-            names.update(_RULES_READING_ORDERS_OF_AGENT.get(agent, ()))
-        return tuple(names)
+        return _rules_reading(state.orders[event.order_id])
     if isinstance(event, LabResultEvent):
         if event.loinc == knowledge.LOINC_CREATINE_KINASE:
             return _RULES_READING_CK
@@ -205,6 +204,13 @@ def _rules_read_by(state: PatientState, event: CanonicalEvent) -> tuple[str, ...
     if isinstance(event, MuscleAssessmentEvent):
         return _RULES_READING_MMT8
     return ALL_RULES
+
+
+def _rules_reading(order: MedicationOrder) -> tuple[str, ...]:
+    names = {name for cls in order.classes for name in _RULES_READING_ORDERS_OF[cls]}
+    for agent in order.agents:
+        names.update(_RULES_READING_ORDERS_OF_AGENT.get(agent, ()))
+    return tuple(names)
 
 
 def _mark_dirty(state: PatientState, rules: tuple[str, ...]) -> None:
@@ -220,11 +226,15 @@ def _remember(state: PatientState, event_id: str, keep: int) -> None:
         del state.seen_event_ids[: len(state.seen_event_ids) - keep]
 
 
-def _record_order(state: PatientState, event: MedicationOrderEvent, at: float) -> bool:
+def _record_order(
+    state: PatientState, event: MedicationOrderEvent, at: float, upto: float
+) -> bool:
+    """Record the order version (and its schedule); False when it is stale. Scheduled steps up
+    to ``upto``, the instant being judged, become versions at once."""
     med = event.medication
     recognition = knowledge.recognise(med.rxnorm, med.atc, med.name, event.route)
     order = state.orders.get(event.order_id)
-    if order is not None and at < order.latest.at:
+    if order is not None and at < order.latest_ordered_at:
         return False  # "latest occurred_at wins": an older version never changes state
     if order is None and state.settled is not None and at < state.settled.before:
         return False  # possibly a settled order's: history before the horizon is final
@@ -232,24 +242,8 @@ def _record_order(state: PatientState, event: MedicationOrderEvent, at: float) -
     # not carry that text in the state, which every table write copies.
     methotrexate = "methotrexate" in recognition.agents
     quoted = DrugClass.STATIN in recognition.classes or methotrexate
-    mg_per_day = mg_per_kg_per_day = None
-    if recognition.prednisone_factor is not None and event.dose is not None:
-        mg_per_day, mg_per_kg_per_day = _prednisone_equivalent(
-            event.dose, event.frequency, recognition.prednisone_factor, state.body_weights, at
-        )
-    version = OrderVersion(
-        at=at,
-        status=event.status,
-        event_id=event.event_id,
-        prednisone_equivalent_mg_per_day=mg_per_day,
-        period_days=_administration_period_days(event),
-        dose_text=_dose_text(event) if quoted else "",
-        mg_per_dose=(
-            knowledge.mass_in_mg(event.dose.value, event.dose.unit)
-            if methotrexate and event.dose is not None else None
-        ),
-        mg_per_kg_per_day=mg_per_kg_per_day,
-    )
+    dosing = _Dosing(recognition.prednisone_factor, methotrexate, quoted, state.body_weights)
+    version = dosing.version(at, event.status, event.event_id, event.dose, event.frequency)
     if order is None:
         order = MedicationOrder(
             order_id=event.order_id,
@@ -259,11 +253,93 @@ def _record_order(state: PatientState, event: MedicationOrderEvent, at: float) -
             counts_after_last_dose_days=recognition.counts_after_last_dose_days,
         )
         state.orders[event.order_id] = order
+    if order.versions and order.versions[-1].at > at:
+        # Only scheduled steps of an earlier order event come later: this version replaces
+        # them, and what was derived from them goes.
+        order.versions = [v for v in order.versions if v.at <= at]
+        state.derived.clear()
     if order.versions and order.versions[-1].at == at:
         order.versions[-1] = version  # same instant: the later delivery is the correction
     else:
         order.versions.append(version)
+    order_recorded(state, order, at)
+    had_schedule = bool(order.schedule)
+    order.schedule = _schedule_of(event, version, dosing) if version.in_force else []
+    order.ordered_at = None
+    if had_schedule or order.schedule:
+        state.note_schedules()
+        if order.schedule and order.schedule[0].at <= upto:
+            _take_scheduled_steps(state, upto)
     return True
+
+
+@dataclass(slots=True)
+class _Dosing:
+    """How an order's doses become the numbers its rules read."""
+
+    prednisone_factor: float | None
+    methotrexate: bool
+    quoted: bool
+    weights: list[LabValue]
+
+    def version(
+        self, at: float, status: str, event_id: str, dose: Dose | None,
+        frequency: Frequency | None,
+    ) -> OrderVersion:
+        mg_per_day = mg_per_kg_per_day = None
+        if self.prednisone_factor is not None and dose is not None:
+            mg_per_day, mg_per_kg_per_day = _prednisone_equivalent(
+                dose, frequency, self.prednisone_factor, self.weights, at
+            )
+        return OrderVersion(
+            at=at,
+            status=status,
+            event_id=event_id,
+            prednisone_equivalent_mg_per_day=mg_per_day,
+            period_days=_administration_period_days(dose, frequency),
+            dose_text=_dose_text(dose, frequency) if self.quoted else "",
+            mg_per_dose=(
+                knowledge.mass_in_mg(dose.value, dose.unit)
+                if self.methotrexate and dose is not None else None
+            ),
+            mg_per_kg_per_day=mg_per_kg_per_day,
+        )
+
+
+def _schedule_of(
+    event: MedicationOrderEvent, first: OrderVersion, dosing: _Dosing
+) -> list[OrderVersion]:
+    """The versions an order's later dose steps and end become at their times."""
+    schedule = [
+        dosing.version(step.starts_at.timestamp(), event.status, event.event_id, step.dose,
+                       step.frequency)
+        for step in event.dose_schedule or ()
+    ]
+    if event.ends_at is not None:
+        last = schedule[-1] if schedule else first
+        schedule.append(last._replace(at=event.ends_at.timestamp(), status="completed"))
+    return schedule
+
+
+def _take_scheduled_steps(state: PatientState, upto: float) -> None:
+    """Scheduled dose steps due by ``upto`` become versions of their orders, as if each order had
+    been changed at its step's time: the rules that read the order are judged at that instant."""
+    for order in state.orders.values():
+        schedule = order.schedule
+        while schedule and schedule[0].at <= upto:
+            step = schedule.pop(0)
+            if step.mg_per_kg_per_day is not None:  # with the weight known by now
+                step = step._replace(prednisone_equivalent_mg_per_day=_weighed(
+                    step.mg_per_kg_per_day, weight_at(state.body_weights, step.at)
+                ))
+            if order.ordered_at is None:
+                order.ordered_at = order.latest.at
+            order.versions.append(step)
+            order_recorded(state, order, step.at)
+            _mark_dirty(state, _rules_reading(order))
+            pending = state.pending_at
+            state.pending_at = step.at if pending is None else max(pending, step.at)
+    state.note_schedules()
 
 
 def _prednisone_equivalent(
@@ -291,23 +367,21 @@ def _prednisone_equivalent(
     return _weighed(mg_per_kg_per_day, weight_at(weights, at)), mg_per_kg_per_day
 
 
-def _administration_period_days(event: MedicationOrderEvent) -> float | None:
+def _administration_period_days(dose: Dose | None, freq: Frequency | None) -> float | None:
     """Days between administrations (FHIR period / times): every 12 h and 2x a day are both
     0.5 days, and 7x per week is daily, not weekly."""
-    freq = event.frequency
     period = None if freq is None else freq.period * knowledge.PERIOD_DAYS[freq.unit] / freq.times
-    if event.dose is not None and knowledge.per_day_unit(event.dose.unit) is not None:
+    if dose is not None and knowledge.per_day_unit(dose.unit) is not None:
         # A dose written per day ("methotrexate 15 mg/d") is given daily, whatever else is said.
         return 1.0 if period is None else min(period, 1.0)
     return period
 
 
-def _dose_text(event: MedicationOrderEvent) -> str:
+def _dose_text(dose: Dose | None, f: Frequency | None) -> str:
     parts = []
-    if event.dose is not None:
-        parts.append(f"{event.dose.value:g} {event.dose.unit}")
-    if event.frequency is not None:
-        f = event.frequency
+    if dose is not None:
+        parts.append(f"{dose.value:g} {dose.unit}")
+    if f is not None:
         parts.append(f"{f.times}x per {f.period:g} {f.unit}")
     return " ".join(parts)
 
@@ -480,7 +554,9 @@ def settle_orders(state: PatientState, config: RulesConfig) -> None:
     derived["settle_checked"] = horizon  # true again once the orders that qualify are settled
     # Most orders are younger than the horizon (every order of a first year is): the version
     # time rules them out before their therapy intervals are derived.
-    candidates = [o for o in state.orders.values() if o.versions[-1].at <= horizon]
+    candidates = [
+        o for o in state.orders.values() if o.versions[-1].at <= horizon and not o.schedule
+    ]
     if not candidates:
         return
     # an order whose alert is still open stays: its resolution quotes it
@@ -541,6 +617,9 @@ def next_due(state: PatientState) -> float | None:
     """Earliest instant at which ``advance`` has something to judge."""
     # Asked several times per event (by advance's loop and by every scheduler): no temporaries.
     due = min(state.rule_due.values()) if state.rule_due else None
+    step = state.next_step_at
+    if step is not None and (due is None or step < due):
+        due = step
     if state.pending_at is not None:
         judge = _judge_time(state)
         if due is None or judge < due:
@@ -568,6 +647,8 @@ def advance(
 def _evaluate(state: PatientState, at: float, config: RulesConfig) -> list[AlertTransition]:
     """Judge the rules due by ``at`` and, when the pending instant closes, those its events
     touched; every other rule's findings cannot have changed since it was last judged."""
+    if state.next_step_at is not None and state.next_step_at <= at:
+        _take_scheduled_steps(state, at)
     closing = state.pending_at is not None and state.pending_at <= at
     names = {name for name, due in state.rule_due.items() if due <= at}
     if closing:

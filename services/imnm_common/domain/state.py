@@ -61,10 +61,21 @@ class MedicationOrder:
     label: str
     counts_after_last_dose_days: int | None
     versions: list[OrderVersion] = field(default_factory=list)  # ascending ``at``
+    # A taper written as one order: the steps still to come, as the versions they become when
+    # the clock reaches them (``engine`` moves them into ``versions`` then, as if the pharmacy
+    # had changed the order at that instant).
+    schedule: list[OrderVersion] = field(default_factory=list)  # ascending ``at``
+    # The latest version from an order event, once a scheduled step came after it (None: the
+    # latest version is that one). A later order event replaces the schedule from its time on.
+    ordered_at: float | None = None
 
     @property
     def latest(self) -> OrderVersion:
         return self.versions[-1]
+
+    @property
+    def latest_ordered_at(self) -> float:
+        return self.versions[-1].at if self.ordered_at is None else self.ordered_at
 
     def version_at(self, at: float) -> OrderVersion | None:
         found = None
@@ -168,6 +179,9 @@ class PatientState:
     # The rules configuration the state was judged under (engine.rules_fingerprint): a state
     # judged under other thresholds is judged again, every rule, when next advanced.
     judged_under: str | None = None
+    # The earliest scheduled dose step of any order (``MedicationOrder.schedule``): read at every
+    # ``engine.next_due``, so kept here rather than looked for; follows from the orders.
+    next_step_at: float | None = field(default=None, compare=False)
     # Derived from ``orders`` (kept true by picture.order_recorded); never serialised, never
     # compared.
     derived: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
@@ -178,6 +192,7 @@ class PatientState:
         readable.pop("derived")
         for order in readable["orders"].values():
             order["versions"] = [version._asdict() for version in order["versions"]]
+            order["schedule"] = [version._asdict() for version in order["schedule"]]
         for series in ("creatine_kinase", "tacrolimus_troughs", "mmt8_scores", "body_weights"):
             readable[series] = [row._asdict() for row in readable[series]]
         return readable
@@ -191,11 +206,7 @@ class PatientState:
             [d.at, d.status, d.event_id] if d else None,
             self.antibody,
             self.statin_associated,
-            [
-                [o.order_id, o.classes, o.agents, o.label, o.counts_after_last_dose_days,
-                 o.versions]
-                for o in self.orders.values()
-            ],
+            [_order_row(o) for o in self.orders.values()],
             self.creatine_kinase,
             self.tacrolimus_troughs,
             self.mmt8_scores,
@@ -221,16 +232,12 @@ class PatientState:
         (_, patient_id, diagnosis, antibody, statin_associated, orders, cks, troughs, scores,
          alerts, last_resolved, seen, times, rule_due, dirty_rules, settled, judged_under,
          weights) = raw
-        return cls(
+        state = cls(
             patient_id=patient_id,
             diagnosis=Diagnosis(*diagnosis) if diagnosis else None,
             antibody=antibody,
             statin_associated=statin_associated,
-            orders={
-                o[0]: MedicationOrder(o[0], o[1], o[2], o[3], o[4],
-                                      [_version(v) for v in o[5]])
-                for o in orders
-            },
+            orders={o[0]: _order_from_row(o) for o in orders},
             creatine_kinase=[_lab_value(r) for r in cks],
             tacrolimus_troughs=[_lab_value(r) for r in troughs],
             mmt8_scores=[_score(m) for m in scores],
@@ -245,6 +252,14 @@ class PatientState:
             dirty_rules=dirty_rules,
             settled=_settled_from_list(settled),
             judged_under=judged_under,
+        )
+        state.note_schedules()
+        return state
+
+    def note_schedules(self) -> None:
+        """Keep ``next_step_at`` true after an order's schedule changed."""
+        self.next_step_at = min(
+            (o.schedule[0].at for o in self.orders.values() if o.schedule), default=None
         )
 
     def tracked_at(self, at: float) -> bool:
@@ -264,15 +279,19 @@ class PatientState:
 
 
 DAY = 86_400.0
-_FORMAT = 6
+_FORMAT = 7
+# Format 6: orders without a dose schedule (their rows end at the versions, as a format 7 row
+# does when the order has none); still read.
+_FORMAT_WITHOUT_SCHEDULES = 6
 # Format 5: seven-field order versions, no body weights; still read.
 _FORMAT_WITHOUT_WEIGHTS = 5
 # Format 4: five-field lab rows, six-field order versions, no judged_under; still read.
 _FORMAT_WITHOUT_COMPARATOR = 4
 _FORMAT_WITHOUT_SETTLED = 3  # written before orders were settled; still read
-_FIELDS = 18  # of a format 6 value
+_FIELDS = 18  # of a format 7 value
 _FORMATS_READ = frozenset({
-    _FORMAT, _FORMAT_WITHOUT_WEIGHTS, _FORMAT_WITHOUT_COMPARATOR, _FORMAT_WITHOUT_SETTLED,
+    _FORMAT, _FORMAT_WITHOUT_SCHEDULES, _FORMAT_WITHOUT_WEIGHTS, _FORMAT_WITHOUT_COMPARATOR,
+    _FORMAT_WITHOUT_SETTLED,
 })
 
 
@@ -287,6 +306,25 @@ def _version(row: list[Any]) -> OrderVersion:
 
 def _lab_value(row: list[Any]) -> LabValue:
     return LabValue(*row)
+
+
+def _order_row(order: MedicationOrder) -> list[Any]:
+    row: list[Any] = [order.order_id, order.classes, order.agents, order.label,
+                      order.counts_after_last_dose_days, order.versions]
+    if order.schedule or order.ordered_at is not None:
+        # Only orders written as a taper carry these: every other order's row stays as short
+        # as in format 6, and every table write copies every row.
+        row += [order.ordered_at, order.schedule]
+    return row
+
+
+def _order_from_row(row: list[Any]) -> MedicationOrder:
+    order = MedicationOrder(row[0], row[1], row[2], row[3], row[4],
+                            [_version(v) for v in row[5]])
+    if len(row) > 6:
+        order.ordered_at = row[6]
+        order.schedule = [_version(v) for v in row[7]]
+    return order
 
 
 _TACROLIMUS_SLOT_BEFORE_SIDES = "tacrolimus_trough_out_of_range"

@@ -52,7 +52,7 @@ import hashlib
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any, TypeVar, get_args
 
 import orjson
@@ -60,14 +60,12 @@ from fhir.resources.R4B.annotation import Annotation
 from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.codeableconcept import CodeableConcept
 from fhir.resources.R4B.condition import Condition
-from fhir.resources.R4B.dosage import Dosage
 from fhir.resources.R4B.identifier import Identifier
 from fhir.resources.R4B.medication import Medication
 from fhir.resources.R4B.medicationrequest import MedicationRequest
 from fhir.resources.R4B.meta import Meta
 from fhir.resources.R4B.observation import Observation
 from fhir.resources.R4B.patient import Patient
-from fhir.resources.R4B.quantity import Quantity
 from fhir.resources.R4B.ratio import Ratio
 from fhir.resources.R4B.reference import Reference
 from pydantic import BaseModel, ValidationError
@@ -82,6 +80,13 @@ from imnm_ingest.domain.conversion import (
     canonical,
     put_present,
 )
+from imnm_ingest.domain.fhir_dosage import dosage_fields
+from imnm_ingest.domain.fhir_values import (
+    concept_text,
+    instant,
+    nonblank,
+    quantity_unit,
+)
 from imnm_ingest.domain.strength import (
     Strength,
     dose_as_written_or_mg,
@@ -94,7 +99,6 @@ __all__ = ["events_from_fhir"]
 
 SOURCE = "fhir"
 LOINC = "http://loinc.org"
-UCUM = "http://unitsofmeasure.org"
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
 ATC = "http://www.whocc.no/atc"
 SNOMED = "http://snomed.info/sct"
@@ -123,24 +127,6 @@ _CLINICAL_STATUS = {
 }
 # Refuted: the patient does not have IMNM, as if it had never been recorded.
 _VOIDING_VERIFICATION = frozenset({"entered-in-error", "refuted"})
-
-# Timing.repeat.periodUnit -> events.v1 unit and the factor on the period.
-_PERIOD_UNITS: dict[str, tuple[str, float]] = {
-    "s": ("h", 1.0 / 3600.0),
-    "min": ("h", 1.0 / 60.0),
-    "h": ("h", 1.0),
-    "d": ("d", 1.0),
-    "wk": ("wk", 1.0),
-    "mo": ("mo", 1.0),
-    "a": ("mo", 12.0),
-}
-# Timing.code (HL7 GTSAbbreviation) when there is no usable repeat: (times, period, unit).
-_TIMING_CODES: dict[str, tuple[int, float, str]] = {
-    "QD": (1, 1.0, "d"), "AM": (1, 1.0, "d"), "PM": (1, 1.0, "d"), "BED": (1, 1.0, "d"),
-    "BID": (2, 1.0, "d"), "TID": (3, 1.0, "d"), "QID": (4, 1.0, "d"), "QOD": (1, 2.0, "d"),
-    "Q1H": (1, 1.0, "h"), "Q2H": (1, 2.0, "h"), "Q3H": (1, 3.0, "h"), "Q4H": (1, 4.0, "h"),
-    "Q6H": (1, 6.0, "h"), "Q8H": (1, 8.0, "h"), "WK": (1, 1.0, "wk"), "MO": (1, 1.0, "mo"),
-}
 
 _IMNM_SNOMED = frozenset({"715863001"})  # Autoimmune necrotizing myopathy (disorder)
 _NECROTIZING = r"necroti[sz]ing\s+(?:myopathy|myositis)"
@@ -313,7 +299,7 @@ def _observation(raw: dict[str, Any], context: _Context) -> list[EventObject]:
     status = _mapped(obs.status, _OBSERVATION_STATUS, "Observation.status")
     if value is None and value_text is None:
         if obs.dataAbsentReason is not None:
-            value_text = _concept_text(obs.dataAbsentReason)
+            value_text = concept_text(obs.dataAbsentReason)
         elif status == "cancelled":
             value_text = "cancelled"
         elif status != "entered-in-error":
@@ -351,13 +337,13 @@ def _observation_value(
                 f"Observation.valueQuantity.comparator: {comparator!r} is not one of "
                 f"{', '.join(sorted(COMPARATORS))}", INVALID_FIELD,
             )
-        return float(quantity.value), None, _unit(quantity), comparator
+        return float(quantity.value), None, quantity_unit(quantity), comparator
     if obs.valueInteger is not None:
         return float(obs.valueInteger), None, None, None
     if obs.valueString is not None:
-        return None, _text(obs.valueString), None, None
+        return None, nonblank(obs.valueString), None, None
     if obs.valueCodeableConcept is not None:
-        return None, _concept_text(obs.valueCodeableConcept), None, None
+        return None, concept_text(obs.valueCodeableConcept), None, None
     return None, None, None, None
 
 
@@ -371,13 +357,13 @@ def _reference_high(obs: Observation) -> float | None:
 
 def _observation_time(obs: Observation) -> str:
     if obs.effectiveDateTime is not None:
-        return _instant(obs.effectiveDateTime, "Observation.effectiveDateTime")
+        return instant(obs.effectiveDateTime, "Observation.effectiveDateTime")
     if obs.effectivePeriod is not None and obs.effectivePeriod.start is not None:
-        return _instant(obs.effectivePeriod.start, "Observation.effectivePeriod.start")
+        return instant(obs.effectivePeriod.start, "Observation.effectivePeriod.start")
     if obs.effectiveInstant is not None:
-        return _instant(obs.effectiveInstant, "Observation.effectiveInstant")
+        return instant(obs.effectiveInstant, "Observation.effectiveInstant")
     if obs.issued is not None:
-        return _instant(obs.issued, "Observation.issued")
+        return instant(obs.issued, "Observation.issued")
     raise ConversionRejected(
         "Observation.effective[x]: no effectiveDateTime, effectivePeriod.start, "
         "effectiveInstant or issued", MISSING_FIELD,
@@ -412,13 +398,13 @@ def _medication_request(raw: dict[str, Any], context: _Context) -> list[EventObj
         "status": status,
     }
     event["medication"], product = _ordered_medication(request, context)
-    dosage = request.dosageInstruction[0] if request.dosageInstruction else None
-    if dosage is not None:
-        dose = _dose(dosage)
-        if dose is not None and dose_form_unit(dose["unit"]) is not None:
-            dose = dose_as_written_or_mg(dose["value"], dose["unit"], _strength(request, product))
-        put_present(event, dose=dose, frequency=_frequency(dosage),
-                    route=_concept_text(dosage.route) if dosage.route is not None else None)
+
+    def in_mass(dose: dict[str, Any]) -> dict[str, Any]:
+        if dose_form_unit(dose["unit"]) is None:
+            return dose
+        return dose_as_written_or_mg(dose["value"], dose["unit"], _strength(request, product))
+
+    event.update(dosage_fields(request, event["occurred_at"], in_mass))
     event["event_id"] = _event_id("MedicationRequest", key, meta, event)
     return [event]
 
@@ -461,31 +447,17 @@ def _ordered_medication(
 def _medication_from(concept: CodeableConcept, element: str) -> dict[str, str]:
     rxnorm = _code_in(concept, RXNORM)
     atc = _code_in(concept, ATC)
-    name = _text(concept.text)
+    name = nonblank(concept.text)
     if name is None:
         codings = concept.coding or []
         preferred = [c for c in codings if c.system == RXNORM] + codings
-        name = next((_text(c.display) for c in preferred if _text(c.display)), None)
+        name = next((nonblank(c.display) for c in preferred if nonblank(c.display)), None)
     medication = {k: v for k, v in (("rxnorm", rxnorm), ("atc", atc), ("name", name)) if v}
     if not medication:
         raise ConversionRejected(
             f"{element}: no RxNorm or ATC coding and no text or display", MISSING_FIELD
         )
     return medication
-
-
-def _dose(dosage: Dosage) -> dict[str, Any] | None:
-    dose_and_rate = dosage.doseAndRate[0] if dosage.doseAndRate else None
-    quantity = dose_and_rate.doseQuantity if dose_and_rate is not None else None
-    if quantity is None:
-        return None
-    element = "MedicationRequest.dosageInstruction[0].doseAndRate[0].doseQuantity"
-    if quantity.value is None:
-        raise ConversionRejected(f"{element}.value: no number", MISSING_FIELD)
-    unit = _unit(quantity)
-    if unit is None:
-        raise ConversionRejected(f"{element}: no unit (code or unit)", MISSING_FIELD)
-    return {"value": float(quantity.value), "unit": unit}
 
 
 def _strength(request: MedicationRequest, product: Medication | None) -> Strength | None:
@@ -509,35 +481,11 @@ def _ratio_strength(ratio: Ratio) -> Strength | None:
     numerator, denominator = ratio.numerator, ratio.denominator
     if numerator is None or denominator is None:
         return None
-    mass_unit = _unit(numerator)
+    mass_unit = quantity_unit(numerator)
     if numerator.value is None or denominator.value is None or mass_unit is None:
         return None
     return strength_from_ratio(float(numerator.value), mass_unit, float(denominator.value),
-                               _unit(denominator))
-
-
-def _frequency(dosage: Dosage) -> dict[str, Any] | None:
-    timing = dosage.timing
-    if timing is None:
-        return None
-    repeat = timing.repeat
-    if repeat is not None and repeat.period is not None and repeat.periodUnit:
-        mapped = _PERIOD_UNITS.get(repeat.periodUnit)
-        if mapped is None:
-            raise ConversionRejected(
-                f"MedicationRequest.dosageInstruction[0].timing.repeat.periodUnit: "
-                f"{repeat.periodUnit!r} is not a UCUM time unit (s, min, h, d, wk, mo, a)",
-                INVALID_FIELD,
-            )
-        unit, factor = mapped
-        times = repeat.frequency if repeat.frequency is not None else 1
-        return {"times": times, "period": float(repeat.period) * factor, "unit": unit}
-    for coding in (timing.code.coding or []) if timing.code is not None else []:
-        known = _TIMING_CODES.get((coding.code or "").strip().upper())
-        if known is not None:
-            times, period, unit = known
-            return {"times": times, "period": period, "unit": unit}
-    return None
+                               quantity_unit(denominator))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -625,8 +573,8 @@ def _patient_id(subject: Reference | None, name: str, context: _Context) -> str:
     element = f"{name}.subject"
     if subject is None:
         raise ConversionRejected(f"{element}: no subject (the patient's MRN)", MISSING_FIELD)
-    if subject.identifier is not None and _text(subject.identifier.value):
-        return str(_text(subject.identifier.value))
+    if subject.identifier is not None and nonblank(subject.identifier.value):
+        return str(nonblank(subject.identifier.value))
     target = subject.reference
     if target:
         match = _PATIENT_REFERENCE.search(target)
@@ -657,7 +605,7 @@ def _medical_record_number(identifiers: list[Identifier] | None) -> str | None:
         if kind is not None and any(
             c.code == "MR" and c.system in (None, IDENTIFIER_TYPE) for c in kind.coding or []
         ):
-            value = _text(identifier.value)
+            value = nonblank(identifier.value)
             if value:
                 return value
     return None
@@ -666,7 +614,7 @@ def _medical_record_number(identifiers: list[Identifier] | None) -> str | None:
 def _key(resource_id: str | None, identifiers: list[Identifier] | None, name: str) -> str:
     if resource_id:
         return resource_id
-    first = _text(identifiers[0].value) if identifiers else None
+    first = nonblank(identifiers[0].value) if identifiers else None
     if first:
         return first
     raise ConversionRejected(
@@ -690,19 +638,9 @@ def _first_instant(candidates: Sequence[tuple[str, object]]) -> str:
                                  MISSING_FIELD)
     for element, value in present:
         if isinstance(value, datetime):
-            return _instant(value, element)
+            return instant(value, element)
     element, value = present[0]
-    return _instant(value, element)  # raises, naming the first element
-
-
-def _instant(value: object, element: str) -> str:
-    if isinstance(value, datetime):  # fhir.resources only parses one with a UTC offset
-        return value.isoformat()
-    shown = value.isoformat() if isinstance(value, date) else str(value)
-    raise ConversionRejected(
-        f"{element}: {shown!r} is a date without a time and UTC offset; events need an instant",
-        INVALID_FIELD,
-    )
+    return instant(value, element)  # raises, naming the first element
 
 
 def _mapped(value: str | None, table: Mapping[str, str], element: str) -> str:
@@ -714,40 +652,15 @@ def _mapped(value: str | None, table: Mapping[str, str], element: str) -> str:
 
 def _code_in(concept: CodeableConcept | None, system: str) -> str | None:
     for coding in (concept.coding or []) if concept is not None else []:
-        if coding.system == system and _text(coding.code):
-            return _text(coding.code)
+        if coding.system == system and nonblank(coding.code):
+            return nonblank(coding.code)
     return None
 
 
 def _codes(concept: CodeableConcept | None) -> list[str]:
     """The codes of a CodeableConcept in order, without blanks or repeats."""
-    codes = [_text(c.code) for c in concept.coding or []] if concept is not None else []
+    codes = [nonblank(c.code) for c in concept.coding or []] if concept is not None else []
     return list(dict.fromkeys(code for code in codes if code))
-
-
-def _concept_text(concept: CodeableConcept) -> str | None:
-    if _text(concept.text):
-        return _text(concept.text)
-    for coding in concept.coding or []:
-        label = _text(coding.display) or _text(coding.code)
-        if label:
-            return label
-    return None
-
-
-def _unit(quantity: Quantity) -> str | None:
-    # A UCUM code is the unit, except an annotation ("{tbl}"), for which the human unit is better.
-    code = _text(quantity.code)
-    if quantity.system == UCUM and code and not code.startswith("{"):
-        return code
-    return _text(quantity.unit) or code
-
-
-def _text(value: str | None) -> str | None:
-    if value is None:
-        return None
-    stripped = value.strip()
-    return stripped or None
 
 
 _CONVERTERS: dict[str, Callable[[dict[str, Any], _Context], list[EventObject]]] = {

@@ -103,25 +103,39 @@ class Chart:
         atc: str | None = None,
         route: str | None = None,
         eid: str | None = None,
+        steps: Sequence[tuple[float, float]] = (),
+        ends: float | None = None,
     ) -> Event:
+        """``steps``: (day, dose) of a dose schedule, same unit and frequency; ``ends``: the
+        order's ``ends_at`` day."""
         medication = {k: v for k, v in (("name", name), ("rxnorm", rxnorm), ("atc", atc)) if v}
+        frequency = (
+            {"times": times, "period": period, "unit": per}
+            if per is not None and dose is not None else None
+        )
+        schedule = [
+            {"starts_at": iso(step_day), "dose": {"value": step_dose, "unit": unit},
+             "frequency": frequency}
+            for step_day, step_dose in steps
+        ]
         return self.add(
             "medication_order", day, eid, order_id=order_id, status=status,
             medication=medication,
             dose={"value": dose, "unit": unit} if dose is not None else None,
-            frequency=(
-                {"times": times, "period": period, "unit": per}
-                if per is not None and dose is not None else None
-            ),
+            frequency=frequency,
             route=route,
+            dose_schedule=schedule or None,
+            ends_at=None if ends is None else iso(ends),
         )
 
     def pred(
         self, order_id: str, day: float, mg: float, *, status: str = "active",
         drug: str = "prednisone", eid: str | None = None,
+        steps: Sequence[tuple[float, float]] = (), ends: float | None = None,
     ) -> Event:
-        """A once-daily oral glucocorticoid order version."""
-        return self.rx(order_id, day, drug, dose=mg, status=status, eid=eid)
+        """A once-daily oral glucocorticoid order version (``steps``, ``ends``: see ``rx``)."""
+        return self.rx(order_id, day, drug, dose=mg, status=status, eid=eid, steps=steps,
+                       ends=ends)
 
     def stop(self, order_id: str, day: float, name: str = "prednisone", *,
              status: str = "stopped", eid: str | None = None) -> Event:

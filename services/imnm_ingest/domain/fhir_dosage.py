@@ -1,0 +1,236 @@
+"""``MedicationRequest.dosageInstruction`` -> the events.v1 dose, frequency, route, dose schedule
+and end of an order.
+
+A taper is commonly one MedicationRequest with one dosage instruction per step ("60 mg daily
+for 14 days, then 40 mg daily for 14 days, ..."): ``sequence`` orders the steps and each step's
+``timing.repeat.bounds[x]`` places it in time. The instruction in effect at the order version's
+time gives the event's dose; the steps after it become ``dose_schedule``, and the end of the last
+bounded step ``ends_at``. Reading only the first step (as before) took a two-week induction dose
+to last for ever, so the protective rules judged a dose the patient no longer took.
+
+Placing the steps:
+
+* instructions are taken in ``sequence`` order (list order where it is absent); one sharing an
+  earlier instruction's ``sequence`` is given at the same time as it (FHIR: "the same sequence
+  number ... concurrent"), which events.v1 cannot say: the first of them is read;
+* the first step starts at its ``boundsPeriod.start``, else at ``authoredOn``, else at the
+  version's time; every later one at its own ``boundsPeriod.start``, else where the step before
+  it ends (``boundsPeriod.end``, or its start plus ``boundsDuration``). A later step that cannot
+  be placed, or that starts no later than the step before it, is refused naming the instruction:
+  a wrong date is worse than none.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from fhir.resources.R4B.dosage import Dosage
+from fhir.resources.R4B.medicationrequest import MedicationRequest
+
+from imnm_ingest.domain.conversion import INVALID_FIELD, MISSING_FIELD, ConversionRejected
+from imnm_ingest.domain.fhir_values import concept_text, instant, quantity_unit
+
+# Timing.repeat.periodUnit -> events.v1 unit and the factor on the period.
+_PERIOD_UNITS: dict[str, tuple[str, float]] = {
+    "s": ("h", 1.0 / 3600.0),
+    "min": ("h", 1.0 / 60.0),
+    "h": ("h", 1.0),
+    "d": ("d", 1.0),
+    "wk": ("wk", 1.0),
+    "mo": ("mo", 1.0),
+    "a": ("mo", 12.0),
+}
+# Timing.code (HL7 GTSAbbreviation) when there is no usable repeat: (times, period, unit).
+_TIMING_CODES: dict[str, tuple[int, float, str]] = {
+    "QD": (1, 1.0, "d"), "AM": (1, 1.0, "d"), "PM": (1, 1.0, "d"), "BED": (1, 1.0, "d"),
+    "BID": (2, 1.0, "d"), "TID": (3, 1.0, "d"), "QID": (4, 1.0, "d"), "QOD": (1, 2.0, "d"),
+    "Q1H": (1, 1.0, "h"), "Q2H": (1, 2.0, "h"), "Q3H": (1, 3.0, "h"), "Q4H": (1, 4.0, "h"),
+    "Q6H": (1, 6.0, "h"), "Q8H": (1, 8.0, "h"), "WK": (1, 1.0, "wk"), "MO": (1, 1.0, "mo"),
+}
+# Timing.repeat.boundsDuration (UCUM) -> the length of one unit; a month and a year as UCUM
+# defines them (mean Julian).
+_DURATION_UNITS: dict[str, timedelta] = {
+    "s": timedelta(seconds=1), "min": timedelta(minutes=1), "h": timedelta(hours=1),
+    "d": timedelta(days=1), "wk": timedelta(weeks=1), "mo": timedelta(days=30.4375),
+    "a": timedelta(days=365.25),
+}
+_IN_FORCE = frozenset({"active", "on-hold"})
+
+# Turns a dose in tablets or mL into mg where the ordered product's strength allows.
+DoseInMass = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class _Step:
+    starts_at: datetime
+    index: int  # in dosageInstruction, for the reasons
+    dosage: Dosage
+
+
+def dosage_fields(
+    request: MedicationRequest, occurred_at: str, dose_in_mass: DoseInMass
+) -> dict[str, Any]:
+    """The order's dose, frequency, route and, while it is in force, its ``dose_schedule`` and
+    ``ends_at`` (only those present)."""
+    instructions = request.dosageInstruction or []
+    if not instructions:
+        return {}
+    version_at = datetime.fromisoformat(occurred_at)
+    steps, ends_at = _placed_steps(instructions, _course_start(request, version_at))
+    current = steps[0]
+    for step in steps:
+        if step.starts_at <= version_at:
+            current = step
+    fields = _step_fields(current, dose_in_mass)
+    if request.status not in _IN_FORCE:
+        return fields  # a stopped order's later steps and end say nothing any more
+    schedule = [
+        {"starts_at": step.starts_at.isoformat(), **_step_fields(step, dose_in_mass)}
+        for step in steps
+        if step.starts_at > version_at and step is not current
+    ]
+    for entry in schedule:
+        entry.pop("route", None)  # one route per order in events.v1: the current step's
+    if schedule:
+        fields["dose_schedule"] = schedule
+    if ends_at is not None:
+        if ends_at <= version_at:
+            raise ConversionRejected(
+                f"MedicationRequest.dosageInstruction: the dosage ended at "
+                f"{ends_at.isoformat()}, before this version of an order still {request.status} "
+                f"({occurred_at}); send the order completed or stopped",
+                INVALID_FIELD,
+            )
+        fields["ends_at"] = ends_at.isoformat()
+    return fields
+
+
+def _course_start(request: MedicationRequest, version_at: datetime) -> datetime:
+    authored = request.authoredOn
+    return authored if isinstance(authored, datetime) else version_at
+
+
+def _placed_steps(
+    instructions: list[Dosage], course_start: datetime
+) -> tuple[list[_Step], datetime | None]:
+    """The steps in time order and the end of the last one (None when it is open-ended)."""
+    ordered = sorted(
+        enumerate(instructions),
+        key=lambda item: (item[1].sequence is None, item[1].sequence or 0, item[0]),
+    )
+    steps: list[_Step] = []
+    ends_at: datetime | None = None
+    sequences: set[int] = set()
+    for index, dosage in ordered:
+        if dosage.sequence is not None:
+            if dosage.sequence in sequences:
+                continue  # concurrent with an earlier instruction (see the module's note)
+            sequences.add(dosage.sequence)
+        element = f"MedicationRequest.dosageInstruction[{index}].timing.repeat"
+        starts_at = _bounds_start(dosage, element)
+        if steps and starts_at is None:
+            starts_at = ends_at
+            if starts_at is None:
+                raise ConversionRejected(
+                    f"{element}: a later step of the dosage needs boundsPeriod.start, or the "
+                    "step before it a boundsDuration or boundsPeriod.end",
+                    MISSING_FIELD,
+                )
+        if starts_at is None:
+            starts_at = course_start
+        if steps and starts_at <= steps[-1].starts_at:
+            raise ConversionRejected(
+                f"{element}: the step starts at {starts_at.isoformat()}, not after the step "
+                f"before it ({steps[-1].starts_at.isoformat()})",
+                INVALID_FIELD,
+            )
+        steps.append(_Step(starts_at, index, dosage))
+        ends_at = _bounds_end(dosage, starts_at, element)
+    return steps, ends_at
+
+
+def _bounds_start(dosage: Dosage, element: str) -> datetime | None:
+    repeat = dosage.timing.repeat if dosage.timing is not None else None
+    period = repeat.boundsPeriod if repeat is not None else None
+    if period is None or period.start is None:
+        return None
+    return datetime.fromisoformat(instant(period.start, f"{element}.boundsPeriod.start"))
+
+
+def _bounds_end(dosage: Dosage, starts_at: datetime, element: str) -> datetime | None:
+    repeat = dosage.timing.repeat if dosage.timing is not None else None
+    if repeat is None:
+        return None
+    if repeat.boundsPeriod is not None and repeat.boundsPeriod.end is not None:
+        return datetime.fromisoformat(
+            instant(repeat.boundsPeriod.end, f"{element}.boundsPeriod.end")
+        )
+    duration = repeat.boundsDuration
+    if duration is None:
+        return None
+    unit = quantity_unit(duration)
+    length = _DURATION_UNITS.get(unit or "")
+    if duration.value is None or length is None or duration.value <= 0:
+        raise ConversionRejected(
+            f"{element}.boundsDuration: {duration.value} {unit!r} is not a positive duration "
+            "in s, min, h, d, wk, mo or a",
+            INVALID_FIELD,
+        )
+    return starts_at + length * float(duration.value)
+
+
+def _step_fields(step: _Step, dose_in_mass: DoseInMass) -> dict[str, Any]:
+    element = f"MedicationRequest.dosageInstruction[{step.index}]"
+    dosage = step.dosage
+    fields: dict[str, Any] = {}
+    dose = _dose(dosage, element)
+    if dose is not None:
+        fields["dose"] = dose_in_mass(dose)
+    frequency = _frequency(dosage, element)
+    if frequency is not None:
+        fields["frequency"] = frequency
+    route = concept_text(dosage.route) if dosage.route is not None else None
+    if route is not None:
+        fields["route"] = route
+    return fields
+
+
+def _dose(dosage: Dosage, element: str) -> dict[str, Any] | None:
+    dose_and_rate = dosage.doseAndRate[0] if dosage.doseAndRate else None
+    quantity = dose_and_rate.doseQuantity if dose_and_rate is not None else None
+    if quantity is None:
+        return None
+    element = f"{element}.doseAndRate[0].doseQuantity"
+    if quantity.value is None:
+        raise ConversionRejected(f"{element}.value: no number", MISSING_FIELD)
+    unit = quantity_unit(quantity)
+    if unit is None:
+        raise ConversionRejected(f"{element}: no unit (code or unit)", MISSING_FIELD)
+    return {"value": float(quantity.value), "unit": unit}
+
+
+def _frequency(dosage: Dosage, element: str) -> dict[str, Any] | None:
+    timing = dosage.timing
+    if timing is None:
+        return None
+    repeat = timing.repeat
+    if repeat is not None and repeat.period is not None and repeat.periodUnit:
+        mapped = _PERIOD_UNITS.get(repeat.periodUnit)
+        if mapped is None:
+            raise ConversionRejected(
+                f"{element}.timing.repeat.periodUnit: "
+                f"{repeat.periodUnit!r} is not a UCUM time unit (s, min, h, d, wk, mo, a)",
+                INVALID_FIELD,
+            )
+        unit, factor = mapped
+        times = repeat.frequency if repeat.frequency is not None else 1
+        return {"times": times, "period": float(repeat.period) * factor, "unit": unit}
+    for coding in (timing.code.coding or []) if timing.code is not None else []:
+        known = _TIMING_CODES.get((coding.code or "").strip().upper())
+        if known is not None:
+            times, period, unit = known
+            return {"times": times, "period": period, "unit": unit}
+    return None

@@ -7,6 +7,7 @@ Unknown fields are ignored so producers can add fields without breaking us.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any, Literal, get_args
 
 import orjson
@@ -17,6 +18,8 @@ from pydantic import (
     Field,
     TypeAdapter,
     ValidationError,
+    ValidationInfo,
+    field_validator,
     model_validator,
 )
 
@@ -198,19 +201,33 @@ class MedicationOrderEvent(_Envelope):
         "then on the order is completed. After occurred_at and after every step's starts_at.",
     )
 
-    @model_validator(mode="after")
-    def _schedule_in_time_order(self) -> MedicationOrderEvent:
-        previous = self.occurred_at
-        for index, step in enumerate(self.dose_schedule or ()):
-            if step.starts_at <= previous:
+    # Field validators run only for a field that is present: most orders carry neither field,
+    # and validating every order event is the replay's ceiling.
+    @field_validator("dose_schedule")
+    @classmethod
+    def _steps_in_time_order(
+        cls, steps: list[ScheduledDose] | None, info: ValidationInfo
+    ) -> list[ScheduledDose] | None:
+        previous = info.data.get("occurred_at")
+        for index, step in enumerate(steps or ()):
+            if previous is not None and step.starts_at <= previous:
                 raise ValueError(
                     f"dose_schedule.{index}.starts_at: a step starts after occurred_at and "
                     "after the step before it"
                 )
             previous = step.starts_at
-        if self.ends_at is not None and self.ends_at <= previous:
+        return steps
+
+    @field_validator("ends_at")
+    @classmethod
+    def _ends_after_the_steps(
+        cls, ends_at: datetime | None, info: ValidationInfo
+    ) -> datetime | None:
+        steps = info.data.get("dose_schedule") or ()
+        starts = [info.data.get("occurred_at"), *(step.starts_at for step in steps)]
+        if ends_at is not None and any(s is not None and ends_at <= s for s in starts):
             raise ValueError("ends_at: the order ends after occurred_at and after its last step")
-        return self
+        return ends_at
 
 
 class MuscleAssessmentEvent(_Envelope):

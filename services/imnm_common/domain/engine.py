@@ -160,14 +160,15 @@ def apply(
         return ApplyOutcome(duplicate=True)
     _adopt_rules(state, config, None)
     at = event.occurred_at.timestamp()
-    # Scheduled dose steps whose time has come are history this event follows (a caller that
-    # advanced first has taken those before ``at`` already).
-    upto = at if state.clock is None else max(at, _judge_time(state))
-    if state.next_step_at is not None and state.next_step_at <= upto:
-        _take_scheduled_steps(state, upto)
+    if state.next_step_at is not None:
+        # Scheduled dose steps whose time has come are history this event follows (a caller
+        # that advanced first has taken those before ``at`` already).
+        upto = _judged_with(state, at)
+        if state.next_step_at <= upto:
+            _take_scheduled_steps(state, upto)
     stale = False
     if isinstance(event, MedicationOrderEvent):
-        stale = not _record_order(state, event, at, upto)
+        stale = not _record_order(state, event, at)
     elif isinstance(event, LabResultEvent):
         _record_lab(state, event, at, config)
     elif isinstance(event, MuscleAssessmentEvent):
@@ -226,11 +227,9 @@ def _remember(state: PatientState, event_id: str, keep: int) -> None:
         del state.seen_event_ids[: len(state.seen_event_ids) - keep]
 
 
-def _record_order(
-    state: PatientState, event: MedicationOrderEvent, at: float, upto: float
-) -> bool:
+def _record_order(state: PatientState, event: MedicationOrderEvent, at: float) -> bool:
     """Record the order version (and its schedule); False when it is stale. Scheduled steps up
-    to ``upto``, the instant being judged, become versions at once."""
+    to the instant being judged become versions at once."""
     med = event.medication
     recognition = knowledge.recognise(med.rxnorm, med.atc, med.name, event.route)
     order = state.orders.get(event.order_id)
@@ -242,8 +241,9 @@ def _record_order(
     # not carry that text in the state, which every table write copies.
     methotrexate = "methotrexate" in recognition.agents
     quoted = DrugClass.STATIN in recognition.classes or methotrexate
-    dosing = _Dosing(recognition.prednisone_factor, methotrexate, quoted, state.body_weights)
-    version = dosing.version(at, event.status, event.event_id, event.dose, event.frequency)
+    dosing = (recognition.prednisone_factor, methotrexate, quoted, state.body_weights)
+    version = _order_version(at, event.status, event.event_id, event.dose, event.frequency,
+                             *dosing)
     if order is None:
         order = MedicationOrder(
             order_id=event.order_id,
@@ -264,55 +264,55 @@ def _record_order(
         order.versions.append(version)
     order_recorded(state, order, at)
     had_schedule = bool(order.schedule)
-    order.schedule = _schedule_of(event, version, dosing) if version.in_force else []
+    order.schedule = (
+        _schedule_of(event, version, dosing)
+        if version.in_force and (event.dose_schedule or event.ends_at) else []
+    )
     order.ordered_at = None
     if had_schedule or order.schedule:
         state.note_schedules()
+        upto = _judged_with(state, at)
         if order.schedule and order.schedule[0].at <= upto:
             _take_scheduled_steps(state, upto)
     return True
 
 
-@dataclass(slots=True)
-class _Dosing:
-    """How an order's doses become the numbers its rules read."""
+# How an order's doses become the numbers its rules read: the prednisone factor, whether it is
+# methotrexate, whether its alerts quote its dose, the body weights.
+_DosingOf = tuple[float | None, bool, bool, list[LabValue]]
 
-    prednisone_factor: float | None
-    methotrexate: bool
-    quoted: bool
-    weights: list[LabValue]
 
-    def version(
-        self, at: float, status: str, event_id: str, dose: Dose | None,
-        frequency: Frequency | None,
-    ) -> OrderVersion:
-        mg_per_day = mg_per_kg_per_day = None
-        if self.prednisone_factor is not None and dose is not None:
-            mg_per_day, mg_per_kg_per_day = _prednisone_equivalent(
-                dose, frequency, self.prednisone_factor, self.weights, at
-            )
-        return OrderVersion(
-            at=at,
-            status=status,
-            event_id=event_id,
-            prednisone_equivalent_mg_per_day=mg_per_day,
-            period_days=_administration_period_days(dose, frequency),
-            dose_text=_dose_text(dose, frequency) if self.quoted else "",
-            mg_per_dose=(
-                knowledge.mass_in_mg(dose.value, dose.unit)
-                if self.methotrexate and dose is not None else None
-            ),
-            mg_per_kg_per_day=mg_per_kg_per_day,
+def _order_version(
+    at: float, status: str, event_id: str, dose: Dose | None, frequency: Frequency | None,
+    prednisone_factor: float | None, methotrexate: bool, quoted: bool, weights: list[LabValue],
+) -> OrderVersion:
+    mg_per_day = mg_per_kg_per_day = None
+    if prednisone_factor is not None and dose is not None:
+        mg_per_day, mg_per_kg_per_day = _prednisone_equivalent(
+            dose, frequency, prednisone_factor, weights, at
         )
+    return OrderVersion(
+        at=at,
+        status=status,
+        event_id=event_id,
+        prednisone_equivalent_mg_per_day=mg_per_day,
+        period_days=_administration_period_days(dose, frequency),
+        dose_text=_dose_text(dose, frequency) if quoted else "",
+        mg_per_dose=(
+            knowledge.mass_in_mg(dose.value, dose.unit)
+            if methotrexate and dose is not None else None
+        ),
+        mg_per_kg_per_day=mg_per_kg_per_day,
+    )
 
 
 def _schedule_of(
-    event: MedicationOrderEvent, first: OrderVersion, dosing: _Dosing
+    event: MedicationOrderEvent, first: OrderVersion, dosing: _DosingOf
 ) -> list[OrderVersion]:
     """The versions an order's later dose steps and end become at their times."""
     schedule = [
-        dosing.version(step.starts_at.timestamp(), event.status, event.event_id, step.dose,
-                       step.frequency)
+        _order_version(step.starts_at.timestamp(), event.status, event.event_id, step.dose,
+                       step.frequency, *dosing)
         for step in event.dose_schedule or ()
     ]
     if event.ends_at is not None:
@@ -607,6 +607,11 @@ def _stopped_counting_by(order: MedicationOrder, horizon: float) -> bool:
 
 # --------------------------------------------------------------------------------------------
 # time
+def _judged_with(state: PatientState, at: float) -> float:
+    """The instant judged once an event at ``at`` is applied."""
+    return at if state.clock is None else max(at, _judge_time(state))
+
+
 def _judge_time(state: PatientState) -> float:
     """Evaluation times never move backwards, even when a late event arrives."""
     assert state.clock is not None

@@ -2,7 +2,8 @@
 diagnosis sent as FHIR and a statin order sent as HL7 v2 (with `imnm send-raw`) become a
 critical statin alert on the console's worklist, explained; a FHIR body weight and a prednisone
 order in mg/kg become a Pneumocystis prophylaxis alert that names the weight it used, and a
-methotrexate order in tablets with its give strength a dose alert in mg."""
+methotrexate order in tablets with its give strength a dose alert in mg; a prednisone taper
+written as one FHIR order is judged step by step, each step at its own time."""
 
 from __future__ import annotations
 
@@ -36,7 +37,8 @@ def test_hl7_and_fhir_in_statin_alert_on_the_worklist(tmp_path: Path) -> None:
         for flag, example in (("--fhir", "imnm-diagnosis.fhir.json"),
                               ("--hl7v2", "statin-order-and-ck.hl7"),
                               ("--hl7v2", "methotrexate-order-v23-and-ck-above-range.hl7"),
-                              ("--fhir", "weight-and-prednisone-mg-per-kg.fhir.json")):
+                              ("--fhir", "weight-and-prednisone-mg-per-kg.fhir.json"),
+                              ("--fhir", "prednisone-taper-in-one-order.fhir.json")):
             sent = subprocess.run(
                 [*imnm_executable(), "send-raw", flag, str(EXAMPLES / example),
                  "--bootstrap", bootstrap],
@@ -68,7 +70,33 @@ def test_hl7_and_fhir_in_statin_alert_on_the_worklist(tmp_path: Path) -> None:
         # 30 tablets of 2.5 mg (the give strength in RXO-18/19): 75 mg a week
         [methotrexate] = [a for a in found if a["rule"] == "methotrexate_dose_above_range"]
         assert methotrexate["summary"].startswith("Methotrexate 75 mg per dose"), methotrexate
+        # A taper written as one FHIR order (60 mg for 28 days, then 40, 30, 20, 15, 10 mg):
+        # each step is taken at its own time, so the first reduction is judged on its day and
+        # the bone review quotes the last step's dose.
+        taper = _alerts_of(console, "MRN-2002", {"taper_too_fast", "bone_protection_review"})
+        [too_fast] = [a for a in taper if a["rule"] == "taper_too_fast"]
+        assert too_fast["summary"] == "Glucocorticoid taper too fast: 60 to 40 mg/day", too_fast
+        assert too_fast["raised_at"].startswith("2025-03-03T11:00:00"), too_fast
+        [bone] = [a for a in taper if a["rule"] == "bone_protection_review"]
+        assert bone["detail"].startswith("Glucocorticoid 10 mg/day prednisone-equivalent now")
+        assert not [a for a in taper if a["rule"] == "pjp_prophylaxis_missing"]  # on SMX-TMP
     finally:
         code = suite.stop()
     assert code == 0, suite.printed()
     suite.assert_nothing_left()
+
+
+def _alerts_of(console: str, patient_id: str, wanted: set[str]) -> list[dict]:
+    """Every alert of the patient, whatever its state, once ``wanted`` rules are among them."""
+    found: list[dict] = []
+    deadline = time.monotonic() + 60
+    while not wanted <= {a["rule"] for a in found} and time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(
+                f"{console}/api/alerts?state=all&patient_id={patient_id}", timeout=10
+            ) as response:
+                found = json.loads(response.read())["alerts"]
+        except OSError:
+            pass
+        time.sleep(1)
+    return found

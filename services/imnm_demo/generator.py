@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from imnm_common.contracts.events import MAX_DOSE_STEPS
 from imnm_common.domain.knowledge import DrugClass, recognise
 
 Event = dict[str, Any]
@@ -337,6 +338,49 @@ def with_weight_based_doses(
             result = 1 + rng.randrange(3)  # corrections and withdrawals hit a recent weight
             out.append(_weight_line(patient, at, current[patient], status, number, result))
     return out
+
+
+def with_orders_as_schedules(lines: list[str]) -> list[str]:
+    """``lines`` with each order's changes written ahead, as a taper in one FHIR
+    MedicationRequest is: a run of active versions of one order (same route, each later than
+    the one before) becomes the first version's ``dose_schedule``, and a completed version
+    ending the run its ``ends_at``. Other versions (stopped, on hold, same instant) stay events,
+    and replace the schedule from their time on. The engine must judge this stream as it judges
+    ``lines``: only the alerts' evidence differs (a step cites the version that scheduled it)."""
+    events: list[Event | str] = []
+    runs: dict[tuple[str, str], tuple[int, str]] = {}  # order -> (index of first, last at)
+    for line in lines:
+        try:
+            event = json.loads(line)
+            key = (event["patient_id"], event["order_id"])
+            at, status = event["occurred_at"], event["status"]
+        except (ValueError, TypeError, KeyError):
+            events.append(line)  # a malformed line or another event type stays as it is
+            continue
+        run = runs.get(key)
+        first = events[run[0]] if run is not None else None
+        if (
+            isinstance(first, dict) and run is not None and at > run[1]
+            and event.get("route") == first.get("route")
+        ):
+            if status == "active" and len(first.get("dose_schedule", ())) < MAX_DOSE_STEPS:
+                step = {"starts_at": at, "dose": event.get("dose"),
+                        "frequency": event.get("frequency")}
+                first.setdefault("dose_schedule", []).append(
+                    {k: v for k, v in step.items() if v is not None}
+                )
+                runs[key] = (run[0], at)
+                continue
+            if status == "completed":
+                first["ends_at"] = at
+                del runs[key]
+                continue
+        if status == "active":
+            runs[key] = (len(events), at)
+        else:
+            runs.pop(key, None)
+        events.append(event)
+    return [e if isinstance(e, str) else json.dumps(e, separators=(",", ":")) for e in events]
 
 
 def _is_glucocorticoid(event: Event) -> bool:

@@ -7,6 +7,9 @@ whatever the order of delivery allows and whether or not the state is stored in 
 
 from __future__ import annotations
 
+import random
+
+import orjson
 import pytest
 from domain_chart import Chart, drive, iso, opened, parse, replay, rows, ts
 
@@ -14,6 +17,12 @@ from imnm_common.contracts.alerts import AlertTransition
 from imnm_common.contracts.events import EventRejected, parse_event_object
 from imnm_common.domain import engine
 from imnm_common.domain.state import PatientState
+from imnm_demo.generator import (
+    StreamSpec,
+    generate_lines,
+    with_orders_as_schedules,
+    with_weight_based_doses,
+)
 
 PJP = "pjp_prophylaxis_missing"
 CAD = "calcium_vitamin_d_missing"
@@ -201,3 +210,40 @@ def test_schedule_out_of_order_is_rejected_with_a_reason() -> None:
     with pytest.raises(EventRejected, match="offset"):
         parse_event_object(raw)
     assert len(parse([c.pred("pred-1", 10, 60, steps=[(11 + i, 40) for i in range(52)])])) == 1
+
+
+def _without_evidence(transitions: list[AlertTransition]) -> list[dict[str, object]]:
+    return [t.model_dump(mode="json", exclude={"evidence"}) for t in transitions]
+
+
+@pytest.mark.parametrize(("spec", "weighed"), [
+    (StreamSpec(patients=20, seed=11), False),
+    (StreamSpec(patients=8, days=3 * 365, renew_every_days=90, seed=5), False),  # settling
+    (StreamSpec(patients=20, seed=13, bad_fraction=0.02), True),  # mg/kg steps, bad lines
+])
+def test_a_generated_history_written_as_schedules_alerts_the_same(
+    spec: StreamSpec, weighed: bool
+) -> None:
+    """Every run of an order's active versions written ahead as one event's schedule (and a
+    completed version as its end): the same transitions in the same order, but for the
+    evidence, with every state stored and read back after every event."""
+    lines = list(generate_lines(spec))
+    if weighed:
+        lines = with_weight_based_doses(lines, random.Random(spec.seed), unweighed_fraction=0.2)
+    scheduled = with_orders_as_schedules(lines)
+    assert len(scheduled) < len(lines)  # the stream did change: steps and ends written ahead
+    assert any("dose_schedule" in line for line in scheduled)
+    assert any("ends_at" in line for line in scheduled)
+    valid = [orjson.loads(line) for line in lines if _parses(line)]
+    valid_scheduled = [orjson.loads(line) for line in scheduled if _parses(line)]
+    expected = _without_evidence(replay(valid, 2000))
+    assert len(expected) > 50
+    assert _without_evidence(replay(valid_scheduled, 2000, roundtrip_state=True)) == expected
+
+
+def _parses(line: str) -> bool:
+    try:
+        parse_event_object(orjson.loads(line))
+    except (EventRejected, orjson.JSONDecodeError):
+        return False
+    return True

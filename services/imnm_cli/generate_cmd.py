@@ -8,7 +8,12 @@ import sys
 from collections.abc import Iterable
 from datetime import datetime
 
-from imnm_demo.generator import StreamSpec, generate_lines, with_weight_based_doses
+from imnm_demo.generator import (
+    StreamSpec,
+    generate_lines,
+    with_orders_as_schedules,
+    with_weight_based_doses,
+)
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -25,6 +30,10 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--weight-based", action="store_true",
                         help="weigh every patient now and then and write half the "
                              "glucocorticoid doses in mg/kg")
+    parser.add_argument("--orders-as-schedules", action="store_true",
+                        help="write each run of an order's active versions ahead, as the "
+                             "first version's dose_schedule (and a completed version as its "
+                             "ends_at), as a taper in one FHIR MedicationRequest is")
     parser.add_argument("-o", "--output", default="-", help="file, or '-' for stdout")
     parser.set_defaults(handler=run)
 
@@ -49,6 +58,8 @@ def run(args: argparse.Namespace) -> int:
     lines: Iterable[str] = generate_lines(spec)
     if args.weight_based:
         lines = with_weight_based_doses(list(lines), random.Random(f"{args.seed}:weights"))
+    if args.orders_as_schedules:
+        lines = with_orders_as_schedules(list(lines))
     with out:
         for line in lines:
             out.write(line + "\n")

@@ -174,3 +174,20 @@ def test_generate_weight_based_weighs_patients_and_writes_doses_per_kg(tmp_path:
     assert any((e.get("dose") or {}).get("unit") == "mg/kg" for e in events)
     replayed = transitions(imnm("replay", str(paths[0]), "--now", "2026-01-01T00:00:00Z"))
     assert any("converted with the body weight" in t["detail"] for t in replayed)
+
+
+def test_generate_orders_as_schedules_replays_to_the_same_alerts(tmp_path: Path) -> None:
+    stepped, ahead = tmp_path / "stepped.jsonl", tmp_path / "ahead.jsonl"
+    for path, extra in ((stepped, []), (ahead, ["--orders-as-schedules"])):
+        done = imnm("generate", "--patients", "15", "--seed", "6", *extra, "-o", str(path))
+        assert done.returncode == 0, done.stderr.decode()
+    events = [json.loads(line) for line in ahead.read_text().splitlines()]
+    assert any(e.get("dose_schedule") for e in events) and any(e.get("ends_at") for e in events)
+    assert len(events) < len(stepped.read_text().splitlines())
+
+    def judged(path: Path) -> list[dict[str, object]]:
+        replayed = transitions(imnm("replay", str(path), "--now", "2026-06-01T00:00:00Z"))
+        return [{k: v for k, v in t.items() if k != "evidence"} for t in replayed]
+
+    expected = judged(stepped)
+    assert expected and judged(ahead) == expected

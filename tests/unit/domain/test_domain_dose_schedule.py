@@ -74,7 +74,7 @@ def test_the_engine_verbs_take_a_step_at_its_own_time() -> None:
     c.dx(0)
     c.pred("pred-1", 0, 60, steps=TAPER)
     c.ck(29, 900, reference_high=200)
-    state, transitions = drive(c.events, 45)
+    state, _ = drive(c.events, 45)
     versions = state.orders["pred-1"].versions
     assert [(v.at, v.prednisone_equivalent_mg_per_day) for v in versions] == [
         (ts(0), 60.0), (ts(14), 40.0), (ts(28), 30.0), (ts(42), 20.0)
@@ -168,7 +168,6 @@ def test_an_order_without_a_schedule_is_stored_as_before() -> None:
     state, _ = drive(c.events, 3)
     encoded = state.to_bytes()
     assert len(state.to_dict()["orders"]["pred-1"]) == 8
-    import orjson
     assert len(orjson.loads(encoded)[5][0]) == 6  # the format 6 row: nothing added
 
 

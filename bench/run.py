@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import RESULTS, UNSETTLED_DAYS, machine, median, run_json, save
-from imnm_demo.generator import StreamSpec, generate_lines
+from imnm_demo.generator import StreamSpec, generate_lines, with_orders_as_schedules
 
 
 def _year_stream(patients: int, workdir: Path) -> Path:
@@ -26,6 +26,16 @@ def _year_stream(patients: int, workdir: Path) -> Path:
             for line in generate_lines(StreamSpec(patients=patients, seed=2025)):
                 out.write(line + "\n")
     return path
+
+
+def _written_ahead(path: Path) -> Path:
+    """The same year with each run of an order's versions written ahead as a dose schedule
+    (``imnm generate --orders-as-schedules``): the same history, fewer and larger events."""
+    ahead = path.with_name(path.stem + "-schedules.jsonl")
+    if not ahead.exists():
+        lines = path.read_text().splitlines()
+        ahead.write_text("".join(line + "\n" for line in with_orders_as_schedules(lines)))
+    return ahead
 
 
 REPLAY_JOBS = 2  # worker processes for ``imnm replay --jobs``: this machine kind's cores
@@ -39,6 +49,9 @@ def replay_benchmark(patients: int, runs: int, workdir: Path) -> dict[str, Any]:
     clis = [run_json(["-m", "bench.replay_step", "cli", str(path)]) for _ in range(runs)]
     jobs = [run_json(["-m", "bench.replay_step", "cli", str(path), str(REPLAY_JOBS)])
             for _ in range(runs)]
+    ahead = _written_ahead(path)
+    scheduled = [run_json(["-m", "bench.replay_step", "replay", str(ahead)])
+                 for _ in range(runs)]
     engine = median([r["events_per_second"] for r in replays])
     ceiling = median([r["events_per_second"] for r in ceilings])
     last = replays[-1]
@@ -61,6 +74,14 @@ def replay_benchmark(patients: int, runs: int, workdir: Path) -> dict[str, Any]:
         "cli_jobs_worker_peak_rss_mib": median([r["largest_child_peak_rss_mib"] for r in jobs]),
         "cli_jobs_same_transitions": all(r["transitions"] == clis[0]["transitions"]
                                          for r in [*clis, *jobs]),
+        # The history written ahead: its events per second, and the seconds for the same
+        # history against the replay above (same transitions, judged at the same times).
+        "schedules_events": scheduled[-1]["events"],
+        "schedules_events_per_second": median([r["events_per_second"] for r in scheduled]),
+        "schedules_seconds": median([r["seconds"] for r in scheduled]),
+        "replay_seconds": median([r["seconds"] for r in replays]),
+        "schedules_same_transitions": all(r["transitions"] == last["transitions"]
+                                          for r in scheduled),
         "state_bytes_per_patient_mean": last["state_bytes_per_patient_mean"],
         "state_bytes_per_patient_max": last["state_bytes_per_patient_max"],
         "state_json_bytes_per_patient_mean": last["state_json_bytes_per_patient_mean"],
@@ -68,7 +89,7 @@ def replay_benchmark(patients: int, runs: int, workdir: Path) -> dict[str, Any]:
         "rss_mib_per_10k_patients": median([r["rss_mib_per_10k_patients"] for r in memories]),
         "runs": runs,
         "raw": {"replay": replays, "validate": ceilings, "memory": memories, "cli": clis,
-                "cli_jobs": jobs},
+                "cli_jobs": jobs, "schedules": scheduled},
     }
 
 
@@ -243,6 +264,11 @@ def _print(results: dict[str, Any]) -> None:
              f"parent {replay['cli_jobs_parent_peak_rss_mib']} MiB, largest worker "
              f"{replay['cli_jobs_worker_peak_rss_mib']} MiB, same transitions: "
              f"{'yes' if replay['cli_jobs_same_transitions'] else 'NO'}"),
+            ("the year with orders written ahead",
+             f"{replay['schedules_events']:,} events (dose schedules) in "
+             f"{replay['schedules_seconds']} s against {replay['replay_seconds']} s, "
+             f"{replay['schedules_events_per_second']:,} events/s, same transitions: "
+             f"{'yes' if replay['schedules_same_transitions'] else 'NO'}"),
             ("state per patient in the table (mean/max)",
              f"{replay['state_bytes_per_patient_mean']:,} / "
              f"{replay['state_bytes_per_patient_max']:,} bytes"),

@@ -65,6 +65,11 @@ def test_make_bench_replay_section_on_a_tiny_stream(
         assert run["process_peak_rss_mib"] > 0
     assert cli["largest_child_peak_rss_mib"] == 0 < jobs["largest_child_peak_rss_mib"]
     assert "first line after" in printed and "largest worker" in printed
+    # the same year with its orders written ahead: fewer events, the same transitions
+    assert 0 < replay["schedules_events"] < len(lines)
+    assert replay["schedules_same_transitions"] is True
+    assert replay["schedules_events_per_second"] > 0 and replay["schedules_seconds"] > 0
+    assert "orders written ahead" in printed
 
 
 def test_the_peak_watch_tells_a_process_from_its_children() -> None:

@@ -17,7 +17,7 @@ from imnm_common.domain import engine
 from imnm_common.domain.config import RulesConfig
 from imnm_common.domain.state import PatientState
 from imnm_common.service_layer.replay import Replay
-from imnm_demo.generator import StreamSpec, generate_lines
+from imnm_demo.generator import StreamSpec, generate_lines, with_orders_as_schedules
 from imnm_tracker import stored
 from imnm_tracker.catch_up import CATCH_UP_STALL_SECONDS
 from imnm_tracker.core import TrackerCore
@@ -142,6 +142,50 @@ async def test_batches_then_timer_give_what_replay_gives(batch_size: int) -> Non
     assert rejected == 1 and len(publisher.dead) == 1
     assert core.metrics.duplicates._value.get() == 1
     assert core.metrics.tracked_patients._value.get() == len(core.index)
+
+
+@pytest.mark.parametrize("batch_size", [1, 500])
+async def test_orders_written_ahead_alert_as_the_versions_replayed(batch_size: int) -> None:
+    """Dose schedules through the tracker: each step waits in the stored state and in the due
+    index until the batches or the timer reach it, and the alerts are those of the history
+    written version by version."""
+    spec = StreamSpec(patients=25, days=300, seed=8, start=datetime(2025, 1, 1, tzinfo=UTC))
+    stepped = list(generate_lines(spec))
+    ahead = [line.encode() for line in with_orders_as_schedules(stepped)]
+    assert any(b"dose_schedule" in line for line in ahead)
+    core, _, publisher, clock = make_core(now=0.0)
+    recs = records(ahead)
+    for start in range(0, len(recs), batch_size):
+        await core.handle_batch(recs[start:start + batch_size])
+    clock.now = NOW
+    await core.tick()
+    expected = replayed([line.encode() for line in stepped], NOW)
+    assert expected and per_patient(publisher.alerts) == expected
+
+
+async def test_the_timer_takes_a_dose_step_at_its_time() -> None:
+    """A step with no event after it: the due index holds the patient at the step, so a tick
+    after it resolves the Pneumocystis alert at the step's time."""
+    start = datetime(2025, 1, 1, 8, tzinfo=UTC)
+
+    def at(day: int) -> str:
+        return datetime.fromtimestamp(start.timestamp() + day * 86_400, UTC).isoformat()
+
+    diagnosis = {"event_id": "e1", "patient_id": "MRN-7", "event_type": "diagnosis",
+                 "occurred_at": at(0), "condition": "IMNM"}
+    taper = {"event_id": "e2", "patient_id": "MRN-7", "event_type": "medication_order",
+             "occurred_at": at(0), "order_id": "o1", "status": "active",
+             "medication": {"name": "prednisone"}, "dose": {"value": 60, "unit": "mg"},
+             "dose_schedule": [{"starts_at": at(35), "dose": {"value": 40, "unit": "mg"}},
+                               {"starts_at": at(50), "dose": {"value": 10, "unit": "mg"}}]}
+    core, store, publisher, clock = make_core(now=start.timestamp())
+    await core.handle_batch(records([json.dumps(e).encode() for e in (diagnosis, taper)]))
+    assert stored.decode(store.values["MRN-7"]).orders["o1"].schedule  # waiting in the table
+    clock.now = start.timestamp() + 80 * 86_400
+    await core.tick()
+    pjp = [t for t in publisher.alerts if t.rule == "pjp_prophylaxis_missing"]
+    assert [(t.status, t.resolved_at) for t in pjp] == [
+        ("open", None), ("resolved", datetime.fromisoformat(at(50)))]
 
 
 def _occurred_at(line: bytes) -> str:

@@ -9,6 +9,9 @@ Time handling, in one place:
 - Time-based rules become due at instants the rules compute (day 28 of a course, CK overdue...);
   ``next_due`` returns the earliest, and ``advance`` fires them in time order with the due time as
   the alert's ``raised_at``. Evaluation times only move forward.
+- An order written ahead (``dose_schedule``, ``ends_at``: a taper in one order) keeps its later
+  steps in the state; each becomes a version of the order when the clock reaches it, as if the
+  order had been changed at that instant, and ``next_due`` is at the next one at the latest.
 - Only what can have changed is judged: each rule keeps its own next due time, and an event
   marks dirty just the rules that read it (a CK result: CK monitoring and relapse risk). A rule
   neither due nor dirty has the same findings as when it was last judged.

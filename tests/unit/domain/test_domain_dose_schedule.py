@@ -98,6 +98,15 @@ def test_without_the_schedule_the_induction_dose_would_be_taken_to_last() -> Non
     assert not opened(replay(events([(14.0, 10.0)]), 60), PJP)
 
 
+def test_a_step_resolves_an_alert_on_its_own_day_with_nothing_else_happening() -> None:
+    """No event and no other due time near day 50: the step itself is what the clock stops at."""
+    c = Chart()
+    c.dx(0)
+    c.pred("pred-1", 0, 60, steps=[(35, 40), (50, 10)])
+    assert rows(replay(c.events, 80), PJP) == [(PJP, "open", 28.0, None),
+                                              (PJP, "resolved", 28.0, 50.0)]
+
+
 def test_ends_at_completes_the_order() -> None:
     c = Chart()
     c.dx(0)

@@ -1,5 +1,6 @@
 """examples/raw, as `imnm send-raw` sends them: every message converts, and together they tell
-the clinical story docs/ingest.md describes for MRN-2001."""
+the clinical story docs/ingest.md describes for MRN-2001, and MRN-2002's taper written as one
+FHIR order is judged step by step."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from imnm_cli.ingest_cmds import split_fhir, split_hl7v2
-from imnm_common.contracts.events import CanonicalEvent, LabResultEvent
+from imnm_common.contracts.events import CanonicalEvent, LabResultEvent, MedicationOrderEvent
 from imnm_common.service_layer.replay import Replay
 from imnm_ingest.domain.fhir import events_from_fhir
 from imnm_ingest.domain.hl7v2 import events_from_hl7v2
@@ -31,7 +32,7 @@ def converted() -> list[CanonicalEvent]:
 
 def test_every_example_converts_and_tells_the_story() -> None:
     events = converted()
-    assert {e.patient_id for e in events} == {"MRN-2001"}
+    assert {e.patient_id for e in events} == {"MRN-2001", "MRN-2002"}
     assert len({e.event_id for e in events}) == len(events)
     bound = [e for e in events if isinstance(e, LabResultEvent) and e.comparator]
     assert [(e.value, e.comparator) for e in bound] == [(20000.0, ">")]
@@ -39,13 +40,21 @@ def test_every_example_converts_and_tells_the_story() -> None:
     replay = Replay()
     transitions = [t for e in sorted(events, key=lambda e: e.occurred_at)
                    for t in replay.feed(e)]
-    transitions += list(replay.finish(datetime(2025, 3, 1, tzinfo=UTC).timestamp()))
+    transitions += list(replay.finish(datetime(2025, 3, 10, tzinfo=UTC).timestamp()))
     opened = {t.rule for t in transitions if t.status == "open"}
     assert {"statin_active", "methotrexate_dose_above_range"} <= opened
     # 30 tablets of 2.5 mg (RXO-18/19) weekly: 75 mg, a tenfold error
     [methotrexate] = [t for t in transitions if t.rule == "methotrexate_dose_above_range"]
     assert methotrexate.summary.startswith("Methotrexate 75 mg per dose"), methotrexate.summary
     # prednisone 1 mg/kg at the FHIR body weight of 72 kg: 72 mg/day for 28 days, no prophylaxis
-    [pjp] = [t for t in transitions if t.rule == "pjp_prophylaxis_missing"]  # on 2025-02-07
+    [pjp] = [t for t in transitions
+             if t.rule == "pjp_prophylaxis_missing" and t.patient_id == "MRN-2001"]  # 2025-02-07
     assert pjp.detail.startswith("Glucocorticoid 72 mg/day prednisone-equivalent")
     assert "fhir:Observation/wt-2001/1" in pjp.evidence
+    # MRN-2002: prednisone 60 mg for 28 days, then 40, 30, 20, 15 and 10 mg, in one order
+    [taper] = [e for e in events if isinstance(e, MedicationOrderEvent) and e.dose_schedule]
+    assert taper.patient_id == "MRN-2002"
+    assert [s.dose.value for s in taper.dose_schedule or [] if s.dose] == [40, 30, 20, 15, 10]
+    [too_fast] = [t for t in transitions if t.rule == "taper_too_fast"]
+    assert too_fast.patient_id == "MRN-2002" and too_fast.raised_at == datetime(
+        2025, 3, 3, 11, tzinfo=UTC)

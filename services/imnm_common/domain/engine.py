@@ -269,7 +269,7 @@ def _record_order(state: PatientState, event: MedicationOrderEvent, at: float) -
     had_schedule = bool(order.schedule)
     order.schedule = (
         _schedule_of(event, version, dosing)
-        if version.in_force and (event.dose_schedule or event.ends_at) else []
+        if version.in_force and (event.dose_schedule or event.ends_at) else ()
     )
     order.ordered_at = None
     if had_schedule or order.schedule:
@@ -311,7 +311,7 @@ def _order_version(
 
 def _schedule_of(
     event: MedicationOrderEvent, first: OrderVersion, dosing: _DosingOf
-) -> list[OrderVersion]:
+) -> tuple[OrderVersion, ...]:
     """The versions an order's later dose steps and end become at their times."""
     schedule = [
         _order_version(step.starts_at.timestamp(), event.status, event.event_id, step.dose,
@@ -321,16 +321,15 @@ def _schedule_of(
     if event.ends_at is not None:
         last = schedule[-1] if schedule else first
         schedule.append(last._replace(at=event.ends_at.timestamp(), status="completed"))
-    return schedule
+    return tuple(schedule)
 
 
 def _take_scheduled_steps(state: PatientState, upto: float) -> None:
     """Scheduled dose steps due by ``upto`` become versions of their orders, as if each order had
     been changed at its step's time: the rules that read the order are judged at that instant."""
     for order in state.orders.values():
-        schedule = order.schedule
-        while schedule and schedule[0].at <= upto:
-            step = schedule.pop(0)
+        while order.schedule and order.schedule[0].at <= upto:
+            step, order.schedule = order.schedule[0], order.schedule[1:]
             if step.mg_per_kg_per_day is not None:  # with the weight known by now
                 step = step._replace(prednisone_equivalent_mg_per_day=_weighed(
                     step.mg_per_kg_per_day, weight_at(state.body_weights, step.at)

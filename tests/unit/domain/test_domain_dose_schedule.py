@@ -131,7 +131,7 @@ def test_a_later_order_event_replaces_the_rest_of_the_schedule() -> None:
     assert [(v.at, v.prednisone_equivalent_mg_per_day) for v in order.versions] == [
         (ts(0), 60.0), (ts(14), 40.0), (ts(20), 50.0)
     ]
-    assert order.schedule == [] and state.next_step_at is None
+    assert order.schedule == () and state.next_step_at is None
 
 
 def test_an_order_event_delivered_after_later_steps_were_taken_replaces_them() -> None:
@@ -185,7 +185,7 @@ def test_a_stopped_order_has_no_schedule() -> None:
     c.dx(0)
     c.pred("pred-1", 0, 60, steps=[(14, 40)], status="stopped")
     state, _ = drive(c.events, 30)
-    assert state.orders["pred-1"].schedule == [] and len(state.orders["pred-1"].versions) == 1
+    assert state.orders["pred-1"].schedule == () and len(state.orders["pred-1"].versions) == 1
 
 
 def test_weight_based_steps_are_converted_with_the_weight_at_their_time() -> None:

@@ -44,18 +44,8 @@ def test_hl7_and_fhir_in_statin_alert_on_the_worklist(tmp_path: Path) -> None:
                  "--bootstrap", bootstrap],
                 env=env, capture_output=True, timeout=60, check=False)
             assert sent.returncode == 0, sent.stderr.decode()
-        found: list[dict] = []
-        deadline = time.monotonic() + 90
         wanted = {"statin_active", "pjp_prophylaxis_missing", "methotrexate_dose_above_range"}
-        while not wanted <= {a["rule"] for a in found} and time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(
-                    f"{console}/api/alerts?state=needs_action&patient_id=MRN-2001", timeout=10
-                ) as response:
-                    found = json.loads(response.read())["alerts"]
-            except OSError:
-                pass
-            time.sleep(1)
+        found = _alerts_of(console, "MRN-2001", wanted, state="needs_action", within=90)
         assert found, "no alert for MRN-2001 on the console within 90 s:\n" + suite.printed()
         statin = [a for a in found if a["rule"] == "statin_active"]
         assert len(statin) == 1, found
@@ -86,14 +76,16 @@ def test_hl7_and_fhir_in_statin_alert_on_the_worklist(tmp_path: Path) -> None:
     suite.assert_nothing_left()
 
 
-def _alerts_of(console: str, patient_id: str, wanted: set[str]) -> list[dict]:
-    """Every alert of the patient, whatever its state, once ``wanted`` rules are among them."""
+def _alerts_of(console: str, patient_id: str, wanted: set[str], *, state: str = "all",
+               within: float = 60) -> list[dict]:
+    """The patient's alerts in ``state`` once ``wanted`` rules are among them, or what there is
+    after ``within`` seconds."""
     found: list[dict] = []
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + within
     while not wanted <= {a["rule"] for a in found} and time.monotonic() < deadline:
         try:
             with urllib.request.urlopen(
-                f"{console}/api/alerts?state=all&patient_id={patient_id}", timeout=10
+                f"{console}/api/alerts?state={state}&patient_id={patient_id}", timeout=10
             ) as response:
                 found = json.loads(response.read())["alerts"]
         except OSError:

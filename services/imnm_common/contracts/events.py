@@ -223,9 +223,10 @@ class MedicationOrderEvent(_Envelope):
     def _ends_after_the_steps(
         cls, ends_at: datetime | None, info: ValidationInfo
     ) -> datetime | None:
-        steps = info.data.get("dose_schedule") or ()
-        starts = [info.data.get("occurred_at"), *(step.starts_at for step in steps)]
-        if ends_at is not None and any(s is not None and ends_at <= s for s in starts):
+        # the steps, when valid, are in time order after occurred_at: the last starts latest
+        steps = info.data.get("dose_schedule")
+        latest = steps[-1].starts_at if steps else info.data.get("occurred_at")
+        if ends_at is not None and latest is not None and ends_at <= latest:
             raise ValueError("ends_at: the order ends after occurred_at and after its last step")
         return ends_at
 

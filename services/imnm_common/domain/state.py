@@ -64,8 +64,8 @@ class MedicationOrder:
     # A taper written as one order: the steps still to come, as the versions they become when
     # the clock reaches them (``engine`` moves them into ``versions`` then, as if the pharmacy
     # had changed the order at that instant).
-    # A tuple: an empty one is shared, where an empty list per order cost ~9 MiB per 5,000
-    # patients, none of whom has a schedule in a generated year.
+    # A tuple: an empty one is shared, where an empty list per order cost ~9 MiB per 10,000
+    # patients (`make bench`), none of whom has a schedule in a generated year.
     schedule: tuple[OrderVersion, ...] = ()  # ascending ``at``
     # The latest version from an order event, once a scheduled step came after it (None: the
     # latest version is that one). A later order event replaces the schedule from its time on.
@@ -239,10 +239,9 @@ class PatientState:
             diagnosis=Diagnosis(*diagnosis) if diagnosis else None,
             antibody=antibody,
             statin_associated=statin_associated,
+            # inline rather than a helper per order: decoding is on the tracker's path
             orders={
-                # the short row (no schedule) inline: decoding is on the tracker's path
                 o[0]: MedicationOrder(o[0], o[1], o[2], o[3], o[4], [_version(v) for v in o[5]])
-                if len(o) == _ORDER_ROW_WITHOUT_SCHEDULE else _order_from_row(o)
                 for o in orders
             },
             creatine_kinase=[_lab_value(r) for r in cks],
@@ -261,6 +260,11 @@ class PatientState:
             judged_under=judged_under,
         )
         if max(map(len, orders), default=0) > _ORDER_ROW_WITHOUT_SCHEDULE:
+            for row in orders:  # the few orders written as a taper
+                if len(row) > _ORDER_ROW_WITHOUT_SCHEDULE:
+                    order = state.orders[row[0]]
+                    order.ordered_at = row[6]
+                    order.schedule = tuple(_version(v) for v in row[7])
             state.note_schedules()
         return state
 
@@ -327,15 +331,6 @@ def _order_row(order: MedicationOrder) -> list[Any]:
         # as in format 6, and every table write copies every row.
         row += [order.ordered_at, order.schedule]
     return row
-
-
-def _order_from_row(row: list[Any]) -> MedicationOrder:
-    order = MedicationOrder(row[0], row[1], row[2], row[3], row[4],
-                            [_version(v) for v in row[5]])
-    if len(row) > 6:
-        order.ordered_at = row[6]
-        order.schedule = tuple(_version(v) for v in row[7])
-    return order
 
 
 _TACROLIMUS_SLOT_BEFORE_SIDES = "tacrolimus_trough_out_of_range"

@@ -30,8 +30,9 @@ from typing import Any
 from fhir.resources.R4B.dosage import Dosage
 from fhir.resources.R4B.medicationrequest import MedicationRequest
 
+from imnm_common.domain.state import IN_FORCE_STATUSES
 from imnm_ingest.domain.conversion import INVALID_FIELD, MISSING_FIELD, ConversionRejected
-from imnm_ingest.domain.fhir_values import concept_text, instant, quantity_unit
+from imnm_ingest.domain.fhir_values import aware_datetime, concept_text, quantity_unit
 
 # Timing.repeat.periodUnit -> events.v1 unit and the factor on the period.
 _PERIOD_UNITS: dict[str, tuple[str, float]] = {
@@ -57,8 +58,6 @@ _DURATION_UNITS: dict[str, timedelta] = {
     "d": timedelta(days=1), "wk": timedelta(weeks=1), "mo": timedelta(days=30.4375),
     "a": timedelta(days=365.25),
 }
-_IN_FORCE = frozenset({"active", "on-hold"})
-
 # Turns a dose in tablets or mL into mg where the ordered product's strength allows.
 DoseInMass = Callable[[dict[str, Any]], dict[str, Any]]
 
@@ -85,15 +84,16 @@ def dosage_fields(
         if step.starts_at <= version_at:
             current = step
     fields = _step_fields(current, dose_in_mass)
-    if request.status not in _IN_FORCE:
+    route = current.dosage.route  # one route per order in events.v1: the current step's
+    if route is not None and (route_text := concept_text(route)) is not None:
+        fields["route"] = route_text
+    if request.status not in IN_FORCE_STATUSES:
         return fields  # a stopped order's later steps and end say nothing any more
     schedule = [
         {"starts_at": step.starts_at.isoformat(), **_step_fields(step, dose_in_mass)}
         for step in steps
         if step.starts_at > version_at and step is not current
     ]
-    for entry in schedule:
-        entry.pop("route", None)  # one route per order in events.v1: the current step's
     if schedule:
         fields["dose_schedule"] = schedule
     if ends_at is not None:
@@ -157,7 +157,7 @@ def _bounds_start(dosage: Dosage, element: str) -> datetime | None:
     period = repeat.boundsPeriod if repeat is not None else None
     if period is None or period.start is None:
         return None
-    return datetime.fromisoformat(instant(period.start, f"{element}.boundsPeriod.start"))
+    return aware_datetime(period.start, f"{element}.boundsPeriod.start")
 
 
 def _bounds_end(dosage: Dosage, starts_at: datetime, element: str) -> datetime | None:
@@ -165,9 +165,7 @@ def _bounds_end(dosage: Dosage, starts_at: datetime, element: str) -> datetime |
     if repeat is None:
         return None
     if repeat.boundsPeriod is not None and repeat.boundsPeriod.end is not None:
-        return datetime.fromisoformat(
-            instant(repeat.boundsPeriod.end, f"{element}.boundsPeriod.end")
-        )
+        return aware_datetime(repeat.boundsPeriod.end, f"{element}.boundsPeriod.end")
     duration = repeat.boundsDuration
     if duration is None:
         return None
@@ -192,9 +190,6 @@ def _step_fields(step: _Step, dose_in_mass: DoseInMass) -> dict[str, Any]:
     frequency = _frequency(dosage, element)
     if frequency is not None:
         fields["frequency"] = frequency
-    route = concept_text(dosage.route) if dosage.route is not None else None
-    if route is not None:
-        fields["route"] = route
     return fields
 
 

@@ -12,15 +12,21 @@ from imnm_ingest.domain.conversion import INVALID_FIELD, ConversionRejected
 UCUM = "http://unitsofmeasure.org"
 
 
-def instant(value: object, element: str) -> str:
-    """An RFC 3339 instant; a date without a time (or offset) is refused naming ``element``."""
+def aware_datetime(value: object, element: str) -> datetime:
+    """An instant with its offset; a date without a time (or offset) is refused naming
+    ``element``."""
     if isinstance(value, datetime):  # fhir.resources only parses one with a UTC offset
-        return value.isoformat()
+        return value
     shown = value.isoformat() if isinstance(value, date) else str(value)
     raise ConversionRejected(
         f"{element}: {shown!r} is a date without a time and UTC offset; events need an instant",
         INVALID_FIELD,
     )
+
+
+def instant(value: object, element: str) -> str:
+    """:func:`aware_datetime` as RFC 3339 text, as events.v1 carries it."""
+    return aware_datetime(value, element).isoformat()
 
 
 def concept_text(concept: CodeableConcept) -> str | None:

@@ -3,7 +3,8 @@ diagnosis sent as FHIR and a statin order sent as HL7 v2 (with `imnm send-raw`) 
 critical statin alert on the console's worklist, explained; a FHIR body weight and a prednisone
 order in mg/kg become a Pneumocystis prophylaxis alert that names the weight it used, and a
 methotrexate order in tablets with its give strength a dose alert in mg; a prednisone taper
-written as one FHIR order is judged step by step, each step at its own time."""
+written as one FHIR order is judged step by step, each step at its own time, and a dose split
+into morning and night instructions by its daily total."""
 
 from __future__ import annotations
 
@@ -38,7 +39,8 @@ def test_hl7_and_fhir_in_statin_alert_on_the_worklist(tmp_path: Path) -> None:
                               ("--hl7v2", "statin-order-and-ck.hl7"),
                               ("--hl7v2", "methotrexate-order-v23-and-ck-above-range.hl7"),
                               ("--fhir", "weight-and-prednisone-mg-per-kg.fhir.json"),
-                              ("--fhir", "prednisone-taper-in-one-order.fhir.json")):
+                              ("--fhir", "prednisone-taper-in-one-order.fhir.json"),
+                              ("--fhir", "prednisone-split-dose.fhir.json")):
             sent = subprocess.run(
                 [*imnm_executable(), "send-raw", flag, str(EXAMPLES / example),
                  "--bootstrap", bootstrap],
@@ -70,6 +72,12 @@ def test_hl7_and_fhir_in_statin_alert_on_the_worklist(tmp_path: Path) -> None:
         [bone] = [a for a in taper if a["rule"] == "bone_protection_review"]
         assert bone["detail"].startswith("Glucocorticoid 10 mg/day prednisone-equivalent now")
         assert not [a for a in taper if a["rule"] == "pjp_prophylaxis_missing"]  # on SMX-TMP
+        # 15 mg every morning and 10 mg at night (concurrent instructions): 25 mg/day, so
+        # Pneumocystis prophylaxis is due; the morning dose alone would stay below 20 mg/day.
+        split = _alerts_of(console, "MRN-2003", {"pjp_prophylaxis_missing"})
+        [pjp_split] = [a for a in split if a["rule"] == "pjp_prophylaxis_missing"]
+        assert pjp_split["detail"].startswith(
+            "Glucocorticoid 25 mg/day prednisone-equivalent now"), pjp_split
     finally:
         code = suite.stop()
     assert code == 0, suite.printed()

@@ -10,14 +10,24 @@ to last for ever, so the protective rules judged a dose the patient no longer to
 
 Placing the steps:
 
-* instructions are taken in ``sequence`` order (list order where it is absent); one sharing an
-  earlier instruction's ``sequence`` is given at the same time as it (FHIR: "the same sequence
-  number ... concurrent"), which events.v1 cannot say: the first of them is read;
+* instructions are taken in ``sequence`` order (list order where it is absent); those sharing a
+  ``sequence`` are one step, given concurrently (FHIR: "If the sequence number is the same, then
+  the dosages are to be administered concurrently"): a split dose, "40 mg in the morning and
+  20 mg at night";
 * the first step starts at its ``boundsPeriod.start``, else at ``authoredOn``, else at the
   version's time; every later one at its own ``boundsPeriod.start``, else where the step before
   it ends (``boundsPeriod.end``, or its start plus ``boundsDuration``). A later step that cannot
   be placed, or that starts no later than the step before it, is refused naming the instruction:
-  a wrong date is worse than none.
+  a wrong date is worse than none. A concurrent instruction with bounds of its own must be bounded
+  as the step's first (events.v1 has one dose per step).
+
+A step of concurrent instructions is their total per day, ``"60 mg/d"`` given 2 times a day: the
+rules judge a glucocorticoid by its daily total and methotrexate given daily as daily, and reading
+the morning dose alone took 40 mg for the patient's 60 (a missed Pneumocystis alert; a false
+"taper too fast" when 60 mg once daily became 30 mg in the morning and 30 mg at night). The
+total is only said when it is exact: every instruction a mass (or mass per kg) in one unit, given
+daily or more often. Otherwise (a weekly dose split in two, mL beside mg) the first instruction
+is read, as before.
 """
 
 from __future__ import annotations
@@ -30,6 +40,7 @@ from typing import Any
 from fhir.resources.R4B.dosage import Dosage
 from fhir.resources.R4B.medicationrequest import MedicationRequest
 
+from imnm_common.domain import knowledge
 from imnm_common.domain.state import IN_FORCE_STATUSES
 from imnm_ingest.domain.conversion import INVALID_FIELD, MISSING_FIELD, ConversionRejected
 from imnm_ingest.domain.fhir_values import aware_datetime, concept_text, quantity_unit
@@ -67,6 +78,8 @@ class _Step:
     starts_at: datetime
     index: int  # in dosageInstruction, for the reasons
     dosage: Dosage
+    # the instructions given at the same time (the same ``sequence``), with their indexes
+    concurrent: tuple[tuple[int, Dosage], ...] = ()
 
 
 def dosage_fields(
@@ -123,13 +136,14 @@ def _placed_steps(
     )
     steps: list[_Step] = []
     ends_at: datetime | None = None
-    sequences: set[int] = set()
     for index, dosage in ordered:
-        if dosage.sequence is not None:
-            if dosage.sequence in sequences:
-                continue  # concurrent with an earlier instruction (see the module's note)
-            sequences.add(dosage.sequence)
         element = f"MedicationRequest.dosageInstruction[{index}].timing.repeat"
+        if steps and dosage.sequence is not None and dosage.sequence == steps[-1].dosage.sequence:
+            _check_concurrent_bounds(steps[-1], ends_at, index, dosage, element)
+            last = steps[-1]
+            steps[-1] = _Step(last.starts_at, last.index, last.dosage,
+                              (*last.concurrent, (index, dosage)))
+            continue
         starts_at = _bounds_start(dosage, element)
         if steps and starts_at is None:
             starts_at = ends_at
@@ -150,6 +164,25 @@ def _placed_steps(
         steps.append(_Step(starts_at, index, dosage))
         ends_at = _bounds_end(dosage, starts_at, element)
     return steps, ends_at
+
+
+def _check_concurrent_bounds(
+    step: _Step, step_ends_at: datetime | None, index: int, dosage: Dosage, element: str
+) -> None:
+    """A concurrent instruction without bounds shares its step's; one with bounds of its own must
+    start and end with it, since events.v1 gives a step one dose."""
+    repeat = dosage.timing.repeat if dosage.timing is not None else None
+    if repeat is None or (repeat.boundsPeriod is None and repeat.boundsDuration is None):
+        return
+    starts_at = _bounds_start(dosage, element) or step.starts_at
+    ends_at = _bounds_end(dosage, starts_at, element)
+    if (starts_at, ends_at) != (step.starts_at, step_ends_at):
+        raise ConversionRejected(
+            f"{element}: given with dosageInstruction[{step.index}] (the same sequence) but "
+            "bounded differently; concurrent doses that start or end apart cannot be said in "
+            "events.v1 (give them different sequence numbers, one step after the other)",
+            INVALID_FIELD,
+        )
 
 
 def _bounds_start(dosage: Dosage, element: str) -> datetime | None:
@@ -181,8 +214,17 @@ def _bounds_end(dosage: Dosage, starts_at: datetime, element: str) -> datetime |
 
 
 def _step_fields(step: _Step, dose_in_mass: DoseInMass) -> dict[str, Any]:
-    element = f"MedicationRequest.dosageInstruction[{step.index}]"
-    dosage = step.dosage
+    fields = _instruction_fields(step.index, step.dosage, dose_in_mass)
+    if step.concurrent:
+        given = [fields] + [_instruction_fields(i, d, dose_in_mass) for i, d in step.concurrent]
+        total = _daily_total(given)
+        if total is not None:
+            return total
+    return fields
+
+
+def _instruction_fields(index: int, dosage: Dosage, dose_in_mass: DoseInMass) -> dict[str, Any]:
+    element = f"MedicationRequest.dosageInstruction[{index}]"
     fields: dict[str, Any] = {}
     dose = _dose(dosage, element)
     if dose is not None:
@@ -191,6 +233,48 @@ def _step_fields(step: _Step, dose_in_mass: DoseInMass) -> dict[str, Any]:
     if frequency is not None:
         fields["frequency"] = frequency
     return fields
+
+
+def _daily_total(given: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Concurrent instructions as one daily amount and the administrations a day, or None when
+    that would not be exact (see the module's note)."""
+    amount_unit: str | None = None
+    per_day_total = 0.0
+    administrations = 0.0
+    for fields in given:
+        dose, frequency = fields.get("dose"), fields.get("frequency")
+        if dose is None:
+            return None
+        unit = knowledge.per_day_unit(dose["unit"])
+        if unit is not None:  # already a daily amount ("mg/d"): the frequency only divides it
+            per_day = 1.0
+            times_a_day = 1.0 if frequency is None else _times_a_day(frequency)
+        elif frequency is not None:
+            unit = dose["unit"].strip().lower()
+            per_day = times_a_day = _times_a_day(frequency)
+        else:
+            return None  # how often is unknown
+        if times_a_day < 1.0 - 1e-9:
+            return None  # less often than daily: a daily amount would make it daily
+        if (amount_unit is not None and unit != amount_unit) or not _is_mass(unit):
+            return None
+        amount_unit = unit
+        per_day_total += float(dose["value"]) * per_day
+        administrations += times_a_day
+    fields = {"dose": {"value": round(per_day_total, 9), "unit": f"{amount_unit}/d"}}
+    if abs(administrations - round(administrations)) < 1e-9:
+        fields["frequency"] = {"times": round(administrations), "period": 1.0, "unit": "d"}
+    return fields
+
+
+def _times_a_day(frequency: dict[str, Any]) -> float:
+    days = float(frequency["period"]) * knowledge.PERIOD_DAYS[frequency["unit"]]
+    return float(frequency["times"]) / days if days > 0 else 0.0
+
+
+def _is_mass(unit: str) -> bool:
+    return (knowledge.mass_in_mg(1.0, unit) is not None
+            or knowledge.mass_per_kg_in_mg(1.0, unit) is not None)
 
 
 def _dose(dosage: Dosage, element: str) -> dict[str, Any] | None:

@@ -11,16 +11,19 @@ from typing import Any
 
 import orjson
 import pytest
-from fhir_samples import UCUM, Resource, changed, prednisone_order
+from fhir_samples import UCUM, Resource, changed, imnm_condition, prednisone_order
 
 from imnm_common.contracts.events import MedicationOrderEvent
+from imnm_common.service_layer.replay import Replay
 from imnm_ingest.domain.conversion import INVALID_FIELD, MISSING_FIELD, ConversionRejected
 from imnm_ingest.domain.fhir import events_from_fhir
 
 
 def step(sequence: int | None, mg: float, *, days: float | None = None,
-         start: str | None = None, end: str | None = None, unit: str = "mg") -> dict[str, Any]:
-    repeat: dict[str, Any] = {"frequency": 1, "period": 1, "periodUnit": "d"}
+         start: str | None = None, end: str | None = None, unit: str = "mg",
+         every: tuple[int, float, str] = (1, 1, "d")) -> dict[str, Any]:
+    times, period, period_unit = every
+    repeat: dict[str, Any] = {"frequency": times, "period": period, "periodUnit": period_unit}
     if days is not None:
         repeat["boundsDuration"] = {"value": days, "unit": "days", "system": UCUM, "code": "d"}
     if start is not None or end is not None:
@@ -106,10 +109,69 @@ def test_one_open_instruction_is_read_as_before() -> None:
     assert event.dose is not None and event.dose.value == 60
 
 
-def test_instructions_sharing_a_sequence_are_concurrent_and_the_first_is_read() -> None:
+def test_a_split_dose_is_its_daily_total() -> None:
+    """"10 mg in the morning and 5 mg at night" (the same sequence: concurrent) is 15 mg a day,
+    given twice; the step after it stays a step."""
     event = order_of(taper(step(1, 10), step(1, 5), step(2, 5, start="2025-02-01T08:00:00Z")))
-    assert event.dose is not None and event.dose.value == 10
+    assert event.dose is not None and (event.dose.value, event.dose.unit) == (15.0, "mg/d")
+    assert event.frequency is not None
+    assert (event.frequency.times, event.frequency.period, event.frequency.unit) == (2, 1.0, "d")
     assert schedule(event) == [("2025-02-01T08:00:00+00:00", 5.0)]
+
+
+def test_concurrent_steps_of_a_taper_are_totalled_step_by_step() -> None:
+    # 60 mg once daily for 14 days, then 30 mg twice daily with 10 mg at noon, then 20 + 10 mg
+    event = order_of(taper(step(1, 60, days=14),
+                           step(2, 30, days=14, every=(2, 1, "d")), step(2, 10, days=14),
+                           step(3, 20, days=7), step(3, 10)))
+    assert event.dose is not None and (event.dose.value, event.dose.unit) == (60.0, "mg")
+    assert [(s.dose.value, s.dose.unit, s.frequency.times) for s in event.dose_schedule or []
+            if s.dose and s.frequency] == [(70.0, "mg/d", 3), (30.0, "mg/d", 2)]
+    assert event.ends_at is not None and event.ends_at.isoformat() == "2025-02-10T09:00:00+00:00"
+
+
+@pytest.mark.parametrize(("second", "total", "times"), [
+    (step(1, 5, every=(1, 12, "h")), 30.0, 3),  # every 12 hours: twice a day
+    (step(1, 5, unit="mg/d"), 25.0, 2),  # already a daily amount
+    (step(1, 0.005, unit="g"), None, None),  # another unit: not added up
+    (step(1, 2, unit="mL"), None, None),  # mL of a tablet's strength: not a mass
+    (step(1, 5, every=(1, 1, "wk")), None, None),  # weekly: a daily total would make it daily
+    (step(1, 5, every=(1, 36, "h")), None, None),  # every 36 hours: less often than daily
+])
+def test_a_daily_total_is_said_only_when_it_is_exact(
+    second: dict[str, Any], total: float | None, times: int | None
+) -> None:
+    event = order_of(taper(step(1, 20), second))
+    assert event.dose is not None and event.frequency is not None
+    if total is None:  # the first instruction, as read before concurrent doses were added up
+        assert (event.dose.value, event.dose.unit, event.frequency.times) == (20.0, "mg", 1)
+    else:
+        assert (event.dose.value, event.dose.unit, event.frequency.times) == (
+            total, "mg/d", times)
+
+
+def test_split_tablets_are_totalled_in_mg_with_the_strength() -> None:
+    resource = taper(step(1, 2, unit="TAB"), step(1, 1, unit="TAB"))
+    resource["medicationCodeableConcept"]["text"] = "predniSONE 20 MG Oral Tablet"
+    event = order_of(resource)
+    assert event.dose is not None and (event.dose.value, event.dose.unit) == (60.0, "mg/d")
+
+
+def test_a_split_weight_based_dose_stays_per_kg() -> None:
+    event = order_of(taper(step(1, 0.5, unit="mg/kg"), step(1, 0.5, unit="mg/kg")))
+    assert event.dose is not None and (event.dose.value, event.dose.unit) == (1.0, "mg/kg/d")
+
+
+def test_concurrent_doses_bounded_apart_are_refused() -> None:
+    text = reason(taper(step(1, 40, days=14), step(1, 20, days=7)), INVALID_FIELD)
+    assert text.startswith("MedicationRequest.dosageInstruction[1].timing.repeat: given with "
+                           "dosageInstruction[0] (the same sequence) but bounded differently")
+
+
+def test_a_concurrent_dose_bounded_as_its_step_is_accepted() -> None:
+    event = order_of(taper(step(1, 40, days=14), step(1, 20, days=14), step(2, 30)))
+    assert event.dose is not None and event.dose.value == 60
+    assert schedule(event) == [("2025-01-20T09:00:00+00:00", 30.0)]
 
 
 def test_a_stopped_order_has_no_schedule_or_end() -> None:
@@ -165,3 +227,18 @@ def test_the_dose_error_names_the_step() -> None:
     del bad["doseAndRate"][0]["doseQuantity"]["value"]
     text = reason(taper(step(1, 60, days=14), copy.deepcopy(bad)), MISSING_FIELD)
     assert text.startswith("MedicationRequest.dosageInstruction[1].doseAndRate[0]")
+
+
+def test_the_same_daily_dose_split_in_two_is_no_taper() -> None:
+    """60 mg once daily, then 30 mg in the morning and 30 mg at night: the dose did not fall.
+    Read by its morning instruction it fell by half in a day, a false "taper too fast"."""
+    order = taper(step(1, 60, days=14), step(2, 30, days=14), step(2, 30, days=14),
+                  step(3, 50, days=14), step(3, 5, days=14))
+    events = [*events_from_fhir(orjson.dumps(imnm_condition())),
+              *events_from_fhir(orjson.dumps(order))]
+    replay = Replay()
+    transitions = [t for e in sorted(events, key=lambda e: e.occurred_at)
+                   for t in replay.feed(e)]
+    transitions += list(replay.finish(events[-1].occurred_at.timestamp() + 60 * 86400.0))
+    assert "pjp_prophylaxis_missing" in {t.rule for t in transitions}  # judged all along
+    assert "taper_too_fast" not in {t.rule for t in transitions}

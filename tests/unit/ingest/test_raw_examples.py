@@ -1,6 +1,6 @@
 """examples/raw, as `imnm send-raw` sends them: every message converts, and together they tell
-the clinical story docs/ingest.md describes for MRN-2001, and MRN-2002's taper written as one
-FHIR order is judged step by step."""
+the clinical story docs/ingest.md describes for MRN-2001, MRN-2002's taper written as one
+FHIR order is judged step by step, and MRN-2003's split dose by its daily total."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ def converted() -> list[CanonicalEvent]:
 
 def test_every_example_converts_and_tells_the_story() -> None:
     events = converted()
-    assert {e.patient_id for e in events} == {"MRN-2001", "MRN-2002"}
+    assert {e.patient_id for e in events} == {"MRN-2001", "MRN-2002", "MRN-2003"}
     assert len({e.event_id for e in events}) == len(events)
     bound = [e for e in events if isinstance(e, LabResultEvent) and e.comparator]
     assert [(e.value, e.comparator) for e in bound] == [(20000.0, ">")]
@@ -58,3 +58,9 @@ def test_every_example_converts_and_tells_the_story() -> None:
     [too_fast] = [t for t in transitions if t.rule == "taper_too_fast"]
     assert too_fast.patient_id == "MRN-2002" and too_fast.raised_at == datetime(
         2025, 3, 3, 11, tzinfo=UTC)
+    # MRN-2003: prednisone 15 mg every morning and 10 mg at night, one order: 25 mg/day, so
+    # Pneumocystis prophylaxis is due after 28 days (the morning dose alone is below 20 mg/day)
+    [split] = [t for t in transitions
+               if t.rule == "pjp_prophylaxis_missing" and t.patient_id == "MRN-2003"]
+    assert split.detail.startswith("Glucocorticoid 25 mg/day prednisone-equivalent"), split
+    assert split.raised_at == datetime(2025, 2, 10, 11, tzinfo=UTC)

@@ -39,6 +39,7 @@ from typing import Any
 
 from fhir.resources.R4B.dosage import Dosage
 from fhir.resources.R4B.medicationrequest import MedicationRequest
+from fhir.resources.R4B.timing import TimingRepeat
 
 from imnm_common.domain import knowledge
 from imnm_common.domain.state import IN_FORCE_STATUSES
@@ -62,6 +63,13 @@ _TIMING_CODES: dict[str, tuple[int, float, str]] = {
     "Q1H": (1, 1.0, "h"), "Q2H": (1, 2.0, "h"), "Q3H": (1, 3.0, "h"), "Q4H": (1, 4.0, "h"),
     "Q6H": (1, 6.0, "h"), "Q8H": (1, 8.0, "h"), "WK": (1, 1.0, "wk"), "MO": (1, 1.0, "mo"),
 }
+# Timing.repeat.when codes (EventTiming) naming one time of the day; the meal codes without a
+# meal (C, AC, PC: "with / before / after meals") say neither how many meals nor which.
+_ONE_TIME_OF_DAY = frozenset({
+    "MORN", "MORN.early", "MORN.late", "NOON", "AFT", "AFT.early", "AFT.late", "EVE",
+    "EVE.early", "EVE.late", "NIGHT", "PHS", "HS", "WAKE", "CM", "CD", "CV", "ACM", "ACD", "ACV",
+    "PCM", "PCD", "PCV",
+})
 # Timing.repeat.boundsDuration (UCUM) -> the length of one unit; a month and a year as UCUM
 # defines them (mean Julian).
 _DURATION_UNITS: dict[str, timedelta] = {
@@ -307,9 +315,26 @@ def _frequency(dosage: Dosage, element: str) -> dict[str, Any] | None:
         unit, factor = mapped
         times = repeat.frequency if repeat.frequency is not None else 1
         return {"times": times, "period": float(repeat.period) * factor, "unit": unit}
+    if repeat is not None and (by_calendar := _calendar_frequency(repeat)) is not None:
+        return by_calendar
     for coding in (timing.code.coding or []) if timing.code is not None else []:
         known = _TIMING_CODES.get((coding.code or "").strip().upper())
         if known is not None:
             times, period, unit = known
             return {"times": times, "period": period, "unit": unit}
+    return None
+
+
+def _calendar_frequency(repeat: TimingRepeat) -> dict[str, Any] | None:
+    """A frequency said by the calendar instead of a period: days of the week ("methotrexate
+    every Monday" is weekly; all seven days is daily) and times of the day (``timeOfDay``
+    08:00 and 20:00, or ``when`` MORN and NIGHT, is twice a day)."""
+    a_day = len(repeat.timeOfDay) if repeat.timeOfDay else None
+    if a_day is None and repeat.when and all(code in _ONE_TIME_OF_DAY for code in repeat.when):
+        a_day = len(set(repeat.when))
+    if repeat.dayOfWeek:
+        days = len(set(repeat.dayOfWeek))
+        return {"times": days * (a_day or repeat.frequency or 1), "period": 1.0, "unit": "wk"}
+    if a_day is not None:
+        return {"times": a_day, "period": 1.0, "unit": "d"}
     return None

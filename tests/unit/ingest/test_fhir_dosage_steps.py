@@ -11,7 +11,14 @@ from typing import Any
 
 import orjson
 import pytest
-from fhir_samples import UCUM, Resource, changed, imnm_condition, prednisone_order
+from fhir_samples import (
+    UCUM,
+    Resource,
+    changed,
+    imnm_condition,
+    methotrexate_order,
+    prednisone_order,
+)
 
 from imnm_common.contracts.events import MedicationOrderEvent
 from imnm_common.service_layer.replay import Replay
@@ -242,3 +249,38 @@ def test_the_same_daily_dose_split_in_two_is_no_taper() -> None:
     transitions += list(replay.finish(events[-1].occurred_at.timestamp() + 60 * 86400.0))
     assert "pjp_prophylaxis_missing" in {t.rule for t in transitions}  # judged all along
     assert "taper_too_fast" not in {t.rule for t in transitions}
+
+
+@pytest.mark.parametrize(("repeat", "said"), [
+    ({"dayOfWeek": ["mon"]}, (1, 1.0, "wk")),  # "every Monday": weekly
+    ({"dayOfWeek": ["mon", "thu"]}, (2, 1.0, "wk")),
+    ({"dayOfWeek": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]}, (7, 1.0, "wk")),
+    ({"timeOfDay": ["08:00:00", "20:00:00"]}, (2, 1.0, "d")),
+    ({"when": ["MORN", "NIGHT"]}, (2, 1.0, "d")),
+    ({"dayOfWeek": ["sat"], "timeOfDay": ["08:00:00", "20:00:00"]}, (2, 1.0, "wk")),
+    ({"frequency": 1, "period": 1, "periodUnit": "d", "when": ["MORN", "NIGHT"]}, (1, 1.0, "d")),
+    ({"when": ["AC"]}, None),  # "before meals": how many is not said
+])
+def test_a_frequency_said_by_the_calendar(
+    repeat: dict[str, Any], said: tuple[int, float, str] | None
+) -> None:
+    dosage = step(None, 15)
+    dosage["timing"]["repeat"] = repeat
+    event = order_of(taper(dosage))
+    if said is None:
+        assert event.frequency is None
+    else:
+        assert event.frequency is not None
+        assert (event.frequency.times, event.frequency.period, event.frequency.unit) == said
+
+
+@pytest.mark.parametrize(("days", "daily_alert"), [
+    (["mon"], False), (["mon", "tue", "wed", "thu", "fri", "sat", "sun"], True)])
+def test_methotrexate_every_day_of_the_week_is_daily(days: list[str], daily_alert: bool) -> None:
+    order = methotrexate_order()
+    order["dosageInstruction"][0]["timing"]["repeat"] = {"dayOfWeek": days}
+    events = [*events_from_fhir(orjson.dumps(imnm_condition())),
+              *events_from_fhir(orjson.dumps(order))]
+    replay = Replay()
+    rules = {t.rule for e in sorted(events, key=lambda e: e.occurred_at) for t in replay.feed(e)}
+    assert ("methotrexate_daily_dosing" in rules) is daily_alert

@@ -16,7 +16,8 @@ Placing the steps:
   20 mg at night";
 * the first step starts at its ``boundsPeriod.start``, else at ``authoredOn``, else at the
   version's time; every later one at its own ``boundsPeriod.start``, else where the step before
-  it ends (``boundsPeriod.end``, or its start plus ``boundsDuration``). A later step that cannot
+  it ends (``boundsPeriod.end``, its start plus ``boundsDuration``, or after ``count``
+  administrations at its frequency). A later step that cannot
   be placed, or that starts no later than the step before it, is refused naming the instruction:
   a wrong date is worse than none. A concurrent instruction with bounds of its own must be bounded
   as the step's first (events.v1 has one dose per step).
@@ -180,7 +181,8 @@ def _check_concurrent_bounds(
     """A concurrent instruction without bounds shares its step's; one with bounds of its own must
     start and end with it, since events.v1 gives a step one dose."""
     repeat = dosage.timing.repeat if dosage.timing is not None else None
-    if repeat is None or (repeat.boundsPeriod is None and repeat.boundsDuration is None):
+    if repeat is None or (repeat.boundsPeriod is None and repeat.boundsDuration is None
+                          and not repeat.count and not repeat.countMax):
         return
     starts_at = _bounds_start(dosage, element) or step.starts_at
     ends_at = _bounds_end(dosage, starts_at, element)
@@ -209,7 +211,7 @@ def _bounds_end(dosage: Dosage, starts_at: datetime, element: str) -> datetime |
         return aware_datetime(repeat.boundsPeriod.end, f"{element}.boundsPeriod.end")
     duration = repeat.boundsDuration
     if duration is None:
-        return None
+        return _end_of_count(dosage, repeat, starts_at, element)
     unit = quantity_unit(duration)
     length = _DURATION_UNITS.get(unit or "")
     if duration.value is None or length is None or duration.value <= 0:
@@ -219,6 +221,22 @@ def _bounds_end(dosage: Dosage, starts_at: datetime, element: str) -> datetime |
             INVALID_FIELD,
         )
     return starts_at + length * float(duration.value)
+
+
+def _end_of_count(
+    dosage: Dosage, repeat: TimingRepeat, starts_at: datetime, element: str
+) -> datetime | None:
+    """A course of so many administrations ("methylprednisolone 1000 mg daily, 3 doses": the
+    seed's pulse of 3-5 days) ends after that many intervals; ``countMax``, the most it may be
+    given, when there is one. Without a frequency the length is unknown and the course open."""
+    count = repeat.countMax or repeat.count
+    if not count:
+        return None
+    frequency = _frequency(dosage, element.removesuffix(".timing.repeat"))
+    if frequency is None:
+        return None
+    days = float(frequency["period"]) * knowledge.PERIOD_DAYS[frequency["unit"]]
+    return starts_at + timedelta(days=count * days / frequency["times"])
 
 
 def _step_fields(step: _Step, dose_in_mass: DoseInMass) -> dict[str, Any]:

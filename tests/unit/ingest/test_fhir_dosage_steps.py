@@ -284,3 +284,45 @@ def test_methotrexate_every_day_of_the_week_is_daily(days: list[str], daily_aler
     replay = Replay()
     rules = {t.rule for e in sorted(events, key=lambda e: e.occurred_at) for t in replay.feed(e)}
     assert ("methotrexate_daily_dosing" in rules) is daily_alert
+
+
+@pytest.mark.parametrize(("repeat", "ends"), [
+    ({"frequency": 1, "period": 1, "periodUnit": "d", "count": 3}, "2025-01-09T09:00:00+00:00"),
+    ({"frequency": 1, "period": 12, "periodUnit": "h", "count": 6}, "2025-01-09T09:00:00+00:00"),
+    ({"frequency": 1, "period": 1, "periodUnit": "d", "count": 3, "countMax": 5},
+     "2025-01-11T09:00:00+00:00"),
+    ({"dayOfWeek": ["mon"], "count": 4}, "2025-02-03T09:00:00+00:00"),
+    ({"count": 3}, None),  # how often is not said: the course stays open
+])
+def test_a_count_of_administrations_is_a_course_that_ends(
+    repeat: dict[str, Any], ends: str | None
+) -> None:
+    dosage = step(1, 1000)
+    dosage["timing"]["repeat"] = repeat
+    event = order_of(taper(dosage))
+    assert (event.ends_at.isoformat() if event.ends_at else None) == ends
+
+
+def test_a_counted_step_places_the_next() -> None:
+    first = step(1, 60)
+    first["timing"]["repeat"]["count"] = 14
+    event = order_of(taper(first, step(2, 40)))
+    assert schedule(event) == [("2025-01-20T09:00:00+00:00", 40.0)]
+    assert event.ends_at is None
+
+
+def test_a_counted_pulse_ends_and_leaves_no_dose_behind() -> None:
+    """Methylprednisolone 1000 mg IV daily, 3 doses (the seed's pulse). Read as open, the
+    1,250 mg/day went on for ever and Pneumocystis prophylaxis fell due on day 28."""
+    pulse = step(None, 1000)
+    pulse["timing"]["repeat"]["count"] = 3
+    order = taper(pulse, medicationCodeableConcept={
+        "coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "6902",
+                    "display": "methylprednisolone"}], "text": "methylPREDNISolone"})
+    events = [*events_from_fhir(orjson.dumps(imnm_condition())),
+              *events_from_fhir(orjson.dumps(order))]
+    replay = Replay()
+    transitions = [t for e in sorted(events, key=lambda e: e.occurred_at)
+                   for t in replay.feed(e)]
+    transitions += list(replay.finish(events[-1].occurred_at.timestamp() + 60 * 86400.0))
+    assert not [t for t in transitions if t.rule == "pjp_prophylaxis_missing"]

@@ -33,6 +33,8 @@ from imnm_common.contracts.events import (
     MAX_VALUE_TEXT,
     CanonicalEvent,
 )
+from imnm_common.domain.knowledge import PERIOD_DAYS
+from imnm_common.domain.state import IN_FORCE_STATUSES
 from imnm_ingest.domain.conversion import (
     INVALID_FIELD,
     MISSING_FIELD,
@@ -522,9 +524,14 @@ def _medication_order(
                                  MISSING_FIELD)
     event["medication"] = _medication(give, at.code, where)
     rxr = first.get("RXR")
-    put_present(event, dose=_dose(give, at, where),
-                frequency=_order_frequency(group, orc, rxe),
+    frequency = _order_frequency(group, orc, rxe)
+    put_present(event, dose=_dose(give, at, where), frequency=frequency,
                 route=(_route(rxr) if rxr is not None else None) or None)
+    if event["status"] in IN_FORCE_STATUSES:  # a stopped order's planned end says nothing more
+        ends_at = _course_end(_course_timing(group, orc, rxe, where), event["occurred_at"],
+                              frequency, local_tz, where)
+        if ends_at is not None:
+            event["ends_at"] = ends_at
     return event
 
 
@@ -668,6 +675,128 @@ def _frequency(pattern: str) -> dict[str, Any] | None:
     if a_day is not None and 1 <= int(a_day.group(1)) <= 1000:
         return {"times": int(a_day.group(1)), "period": 1.0, "unit": "d"}
     return None  # PRN, ONCE, meal-related, site-specific: frequency unknown
+
+
+class _CourseTiming(NamedTuple):
+    """Where an order's course is said to start and end, as sent (one source of the three)."""
+
+    start: tuple[str, str]  # (field, raw DTM)
+    end: tuple[str, str]
+    duration: tuple[str, timedelta | None]
+    occurrences: tuple[str, int | None]
+
+
+def _course_timing(
+    group: list[_Segment], orc: _Segment, rxe: _Segment | None, where: str
+) -> _CourseTiming | None:
+    """TQ1 (v2.5+) when the order has one, else the v2.3/2.4 quantity/timing of RXE-1, else of
+    ORC-7 (start ^4, end ^5, duration ^3: D5 five days, X3 three times at the interval)."""
+    tq1 = next((segment for segment in group if segment.name == "TQ1"), None)
+    if tq1 is not None:
+        return _CourseTiming(
+            ("TQ1-7", tq1.get(7, 1)), ("TQ1-8", tq1.get(8, 1)),
+            ("TQ1-6", _service_duration(tq1.get(6, 1), tq1.get(6, 2, 1), where)),
+            ("TQ1-14", _occurrences(tq1.get(14, 1), "TQ1-14", where)),
+        )
+    for field, segment, number in (("RXE-1", rxe, 1), ("ORC-7", orc, 7)):
+        if segment is None or not any(segment.get(number, c) for c in (3, 4, 5)):
+            continue
+        duration = segment.get(number, 3).strip().upper()
+        letter, count = duration[:1], duration[1:]
+        length = _TQ_DURATION_LETTERS.get(letter) if count.isdigit() else None
+        return _CourseTiming(
+            (f"{field}.4", segment.get(number, 4)), (f"{field}.5", segment.get(number, 5)),
+            (f"{field}.3", length * int(count) if length is not None else None),
+            (f"{field}.3", int(count) if letter == "X" and count.isdigit() else None),
+        )
+    return None
+
+
+# TQ1-6 service duration units (UCUM and the usual abbreviations) and the duration letters of
+# the v2.3/2.4 quantity/timing (S seconds, M minutes, H hours, D days, W weeks, L months).
+_SERVICE_DURATION_UNITS = {
+    "s": timedelta(seconds=1), "sec": timedelta(seconds=1), "min": timedelta(minutes=1),
+    "h": timedelta(hours=1), "hr": timedelta(hours=1), "d": timedelta(days=1),
+    "da": timedelta(days=1), "day": timedelta(days=1), "days": timedelta(days=1),
+    "wk": timedelta(weeks=1), "week": timedelta(weeks=1), "weeks": timedelta(weeks=1),
+    "mo": timedelta(days=30), "month": timedelta(days=30), "months": timedelta(days=30),
+}
+_TQ_DURATION_LETTERS = {
+    "S": timedelta(seconds=1), "M": timedelta(minutes=1), "H": timedelta(hours=1),
+    "D": timedelta(days=1), "W": timedelta(weeks=1), "L": timedelta(days=30),
+}
+
+
+def _service_duration(value: str, unit: str, where: str) -> timedelta | None:
+    if not value:
+        return None
+    number = _number(value)
+    length = _SERVICE_DURATION_UNITS.get(unit.strip().lower())
+    if number is None or number <= 0 or length is None:
+        raise ConversionRejected(
+            f"TQ1-6: service duration {_short(value)} {_short(unit)} is not a positive number "
+            f"of s, min, h, d, wk or mo{where}",
+            INVALID_FIELD,
+        )
+    return length * number
+
+
+def _occurrences(value: str, field: str, where: str) -> int | None:
+    if not value:
+        return None
+    if not value.isdigit() or int(value) < 1:
+        raise ConversionRejected(
+            f"{field}: total occurrences {_short(value)} is not a positive whole number{where}",
+            INVALID_FIELD,
+        )
+    return int(value)
+
+
+def _course_end(
+    timing: _CourseTiming | None, occurred_at: str, frequency: dict[str, Any] | None,
+    local_tz: tzinfo, where: str,
+) -> str | None:
+    """When the course is over: its end date/time (a date alone: the end of that day), else its
+    start (or the order's time) plus its duration, or its count of administrations at the
+    frequency. None: open-ended, or a count without a frequency."""
+    if timing is None:
+        return None
+    ordered_at = datetime.fromisoformat(occurred_at)
+    (end_field, end_raw), (start_field, start_raw) = timing.end, timing.start
+    (duration_field, duration), (count_field, count) = timing.duration, timing.occurrences
+    if end_raw:
+        ends_at = _datetime(end_raw, local_tz)
+        if ends_at is None:
+            raise ConversionRejected(
+                f"{end_field}: not an HL7 timestamp {_short(end_raw)}{where}", INVALID_FIELD)
+        if len(end_raw.partition("+")[0].partition("-")[0]) <= 8:
+            ends_at += timedelta(days=1)  # "until 20250112": that day is given too
+    else:
+        starts_at = ordered_at
+        if start_raw:
+            started = _datetime(start_raw, local_tz)
+            if started is None:
+                raise ConversionRejected(
+                    f"{start_field}: not an HL7 timestamp {_short(start_raw)}{where}",
+                    INVALID_FIELD)
+            starts_at = started
+        if duration is not None:
+            ends_at, end_field = starts_at + duration, duration_field
+        elif count is not None and frequency is not None:
+            days = float(frequency["period"]) * PERIOD_DAYS[frequency["unit"]]
+            ends_at = starts_at + timedelta(days=count * days / frequency["times"])
+            end_field = count_field
+        else:
+            return None
+    if ends_at <= ordered_at:
+        raise ConversionRejected(
+            f"{end_field}: the course ended at "
+            f"{ends_at.astimezone(UTC).isoformat()}, before this message's order "
+            f"({occurred_at}) that is still in force; send it completed (ORC-5 CM) or "
+            f"discontinued{where}",
+            INVALID_FIELD,
+        )
+    return ends_at.astimezone(UTC).isoformat()
 
 
 def _route(rxr: _Segment) -> str | None:

@@ -89,7 +89,7 @@ def rde(
         PV1,
         f"ORC|{order_control}|{placer}^EPIC|PH-{placer}^PHARMSYS||{order_status}||||{transaction}"
         "|||1234^Welby^Marcus^^^^MD",
-        f"TQ1|1||{repeat}|||||20250106",
+        f"TQ1|1||{repeat}||||20250106",  # TQ1-7: the start date
         f"RXE||{give}|{amount}||{units}|TAB^Tablet^HL70292|||||30{give_strength}",
         f"RXR|{route}",
     )

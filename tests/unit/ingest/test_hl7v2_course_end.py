@@ -1,0 +1,128 @@
+"""HL7 v2 pharmacy orders whose course ends: "methylprednisolone 1 g IV daily for 3 days".
+
+The end the message states (TQ1-8, or ^5 of the v2.3/2.4 quantity/timing), else the start plus
+its duration (TQ1-6; D5, W2 in ^3) or its count of administrations (TQ1-14; X3 in ^3), becomes
+the order's ``ends_at``: read as open, a 3-day pulse counted as 1,250 mg/day for ever.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, tzinfo
+from zoneinfo import ZoneInfo
+
+import pytest
+from hl7_samples import MSH_PHARM, PID, er7
+
+from imnm_common.contracts.events import MedicationOrderEvent, parse_event
+from imnm_common.service_layer.replay import Replay
+from imnm_ingest.domain.conversion import INVALID_FIELD, ConversionRejected
+from imnm_ingest.domain.hl7v2 import events_from_hl7v2
+
+ORDERED = "20250106093000+0000"
+
+
+def pulse(tq1: str = "", *, control: str = "NW", orc7: str = "", rxe1: str = "",
+          ordered: str = ORDERED) -> str:
+    """Methylprednisolone 1000 mg IV once daily, with the timing given."""
+    return er7(
+        MSH_PHARM.format(sent=ordered, type="RDE^O11^RDE_O11", control="PH-77"),
+        PID,
+        f"ORC|{control}|ORD-MP-1^EPIC|||||{orc7}||{ordered}",
+        *([tq1] if tq1 else []),
+        f"RXE|{rxe1}|6902^methylprednisolone^RXNORM|1000||mg",
+        "RXR|IV",
+    )
+
+
+def order_of(message: str, local_tz: tzinfo = UTC) -> MedicationOrderEvent:
+    [event] = events_from_hl7v2(message, local_tz=local_tz)
+    assert isinstance(event, MedicationOrderEvent)
+    return event
+
+
+def ends(message: str, local_tz: tzinfo = UTC) -> str | None:
+    event = order_of(message, local_tz)
+    return None if event.ends_at is None else event.ends_at.astimezone(UTC).isoformat()
+
+
+def refused(message: str) -> str:
+    with pytest.raises(ConversionRejected) as caught:
+        events_from_hl7v2(message)
+    assert caught.value.code == INVALID_FIELD, caught.value.reason
+    return caught.value.reason
+
+
+@pytest.mark.parametrize(("tq1", "end"), [
+    # TQ1-8 end date/time
+    ("TQ1|1||QD||||20250106100000+0000|20250109095900+0000", "2025-01-09T09:59:00+00:00"),
+    # a date alone: that day is given too
+    ("TQ1|1||QD||||20250106|20250108", "2025-01-09T00:00:00+00:00"),
+    # TQ1-6 service duration from TQ1-7
+    ("TQ1|1||QD|||3^d|20250106100000+0000", "2025-01-09T10:00:00+00:00"),
+    # TQ1-14 total occurrences at the frequency, from the order's time without TQ1-7
+    ("TQ1|1||QD|||||||||||3", "2025-01-09T09:30:00+00:00"),
+    ("TQ1|1||Q12H|||||||||||6", "2025-01-09T09:30:00+00:00"),
+    ("TQ1|1||PRN|||||||||||3", None),  # how often is not said: open
+    ("TQ1|1||QD||||20250106", None),  # a start alone: open
+])
+def test_the_course_end_from_tq1(tq1: str, end: str | None) -> None:
+    assert ends(pulse(tq1)) == end
+
+
+@pytest.mark.parametrize(("timing", "end"), [
+    ("1^QD^X3^20250106100000+0000", "2025-01-09T10:00:00+00:00"),
+    ("1^QD^D5^20250106100000+0000", "2025-01-11T10:00:00+00:00"),
+    ("1^QD^W2", "2025-01-20T09:30:00+00:00"),
+    ("1^QD^^20250106^20250107", "2025-01-08T00:00:00+00:00"),
+    ("1^QD^INDEF^20250106", None),
+])
+def test_the_course_end_from_the_v23_quantity_timing(timing: str, end: str | None) -> None:
+    assert ends(pulse(orc7=timing)) == end
+    assert ends(pulse(rxe1=timing)) == end
+
+
+def test_a_date_alone_ends_at_the_sites_midnight() -> None:
+    message = pulse("TQ1|1||QD||||20250106|20250108")
+    assert ends(message, local_tz=ZoneInfo("America/New_York")) == "2025-01-09T05:00:00+00:00"
+
+
+def test_a_stopped_order_has_no_end() -> None:
+    assert ends(pulse("TQ1|1||QD||||20250106|20250108", control="DC")) is None
+
+
+@pytest.mark.parametrize(("tq1", "start"), [
+    ("TQ1|1||QD||||20241201|20241203", "TQ1-8: the course ended at 2024-12-04T00:00:00+00:00"),
+    ("TQ1|1||QD|||2^d|20241201", "TQ1-6: the course ended at 2024-12-03T00:00:00+00:00"),
+    ("TQ1|1||QD|||||||||||2", None),  # from the order's time: it ends after it
+])
+def test_a_course_that_ended_before_an_order_in_force_is_refused(
+    tq1: str, start: str | None
+) -> None:
+    if start is None:
+        assert ends(pulse(tq1)) == "2025-01-08T09:30:00+00:00"
+    else:
+        reason = refused(pulse(tq1))
+        assert reason.startswith(start) and "send it completed (ORC-5 CM)" in reason, reason
+
+
+@pytest.mark.parametrize(("tq1", "field"), [
+    ("TQ1|1||QD|||||2025-01-09", "TQ1-8: not an HL7 timestamp"),
+    ("TQ1|1||QD|||3^fortnights", "TQ1-6: service duration '3' 'fortnights'"),
+    ("TQ1|1||QD|||-3^d", "TQ1-6: service duration '-3'"),
+    ("TQ1|1||QD|||||||||||three", "TQ1-14: total occurrences 'three'"),
+])
+def test_a_timing_that_is_not_one_is_refused(tq1: str, field: str) -> None:
+    assert refused(pulse(tq1)).startswith(field)
+
+
+def test_a_pulse_of_three_doses_ends() -> None:
+    """Read as open, the 1,250 mg/day went on and Pneumocystis prophylaxis fell due on day 28."""
+    diagnosis = parse_event(
+        b'{"event_id":"dx-1","patient_id":"MRN-1001","occurred_at":"2025-01-05T09:00:00Z",'
+        b'"source":"test","event_type":"diagnosis","condition":"IMNM","status":"active"}'
+    )
+    for tq1, pjp_due in (("TQ1|1||QD|||||||||||3", False), ("TQ1|1||QD", True)):
+        replay = Replay()
+        rules = {t.rule for e in (diagnosis, order_of(pulse(tq1))) for t in replay.feed(e)}
+        rules |= {t.rule for t in replay.finish(datetime(2025, 3, 10, tzinfo=UTC).timestamp())}
+        assert ("pjp_prophylaxis_missing" in rules) is pjp_due, tq1

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from imnm_common.contracts.events import CanonicalEvent, EventRejected, parse_event_object
+from imnm_common.domain.knowledge import PERIOD_DAYS
 
 
 class ConversionRejected(ValueError):
@@ -35,6 +36,12 @@ INVALID_EVENT = "invalid_event"  # converted, but not a valid events.v1 event
 def put_present(event: dict[str, Any], **fields: Any) -> None:
     """Add to ``event`` the fields that are not None (events.v1 omits absent optional fields)."""
     event.update({k: v for k, v in fields.items() if v is not None})
+
+
+def days_between_administrations(frequency: dict[str, Any]) -> float:
+    """An events.v1 frequency as days from one administration to the next (FHIR period / times,
+    as the rules read it: twice a day is 0.5, "7 per 1 wk" is 1)."""
+    return float(frequency["period"]) * PERIOD_DAYS[frequency["unit"]] / frequency["times"]
 
 
 def canonical(objects: Iterable[dict[str, Any]], where: str = "") -> list[CanonicalEvent]:

@@ -44,7 +44,12 @@ from fhir.resources.R4B.timing import TimingRepeat
 
 from imnm_common.domain import knowledge
 from imnm_common.domain.state import IN_FORCE_STATUSES
-from imnm_ingest.domain.conversion import INVALID_FIELD, MISSING_FIELD, ConversionRejected
+from imnm_ingest.domain.conversion import (
+    INVALID_FIELD,
+    MISSING_FIELD,
+    ConversionRejected,
+    days_between_administrations,
+)
 from imnm_ingest.domain.fhir_values import aware_datetime, concept_text, quantity_unit
 
 # Timing.repeat.periodUnit -> events.v1 unit and the factor on the period.
@@ -235,8 +240,7 @@ def _end_of_count(
     frequency = _frequency(dosage, element.removesuffix(".timing.repeat"))
     if frequency is None:
         return None
-    days = float(frequency["period"]) * knowledge.PERIOD_DAYS[frequency["unit"]]
-    return starts_at + timedelta(days=count * days / frequency["times"])
+    return starts_at + timedelta(days=count * days_between_administrations(frequency))
 
 
 def _step_fields(step: _Step, dose_in_mass: DoseInMass) -> dict[str, Any]:
@@ -294,8 +298,8 @@ def _daily_total(given: list[dict[str, Any]]) -> dict[str, Any] | None:
 
 
 def _times_a_day(frequency: dict[str, Any]) -> float:
-    days = float(frequency["period"]) * knowledge.PERIOD_DAYS[frequency["unit"]]
-    return float(frequency["times"]) / days if days > 0 else 0.0
+    days = days_between_administrations(frequency)
+    return 1.0 / days if days > 0 else 0.0
 
 
 def _is_mass(unit: str) -> bool:

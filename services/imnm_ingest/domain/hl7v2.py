@@ -33,7 +33,6 @@ from imnm_common.contracts.events import (
     MAX_VALUE_TEXT,
     CanonicalEvent,
 )
-from imnm_common.domain.knowledge import PERIOD_DAYS
 from imnm_common.domain.state import IN_FORCE_STATUSES
 from imnm_ingest.domain.conversion import (
     INVALID_FIELD,
@@ -42,6 +41,7 @@ from imnm_ingest.domain.conversion import (
     UNSUPPORTED,
     ConversionRejected,
     canonical,
+    days_between_administrations,
     put_present,
 )
 from imnm_ingest.domain.strength import (
@@ -249,6 +249,12 @@ def _datetime(raw: str, local_tz: tzinfo) -> datetime | None:
         )
     except (ValueError, OverflowError):
         return None
+
+
+def _is_date_alone(raw: str) -> bool:
+    """A DTM without its hour (a valid one: :func:`_datetime` read it)."""
+    match = _DTM.match(raw)
+    return match is not None and match.group(4) is None
 
 
 def _number(raw: str) -> float | None:
@@ -769,7 +775,7 @@ def _course_end(
         if ends_at is None:
             raise ConversionRejected(
                 f"{end_field}: not an HL7 timestamp {_short(end_raw)}{where}", INVALID_FIELD)
-        if len(end_raw.partition("+")[0].partition("-")[0]) <= 8:
+        if _is_date_alone(end_raw):
             ends_at += timedelta(days=1)  # "until 20250112": that day is given too
     else:
         starts_at = ordered_at
@@ -783,9 +789,8 @@ def _course_end(
         if duration is not None:
             ends_at, end_field = starts_at + duration, duration_field
         elif count is not None and frequency is not None:
-            days = float(frequency["period"]) * PERIOD_DAYS[frequency["unit"]]
-            ends_at = starts_at + timedelta(days=count * days / frequency["times"])
-            end_field = count_field
+            days = count * days_between_administrations(frequency)
+            ends_at, end_field = starts_at + timedelta(days=days), count_field
         else:
             return None
     if ends_at <= ordered_at:

@@ -19,6 +19,8 @@ from fhir_samples import (
     methotrexate_order,
     prednisone_order,
 )
+from hypothesis import given
+from hypothesis import strategies as st
 
 from imnm_common.contracts.events import MedicationOrderEvent
 from imnm_common.service_layer.replay import Replay
@@ -326,3 +328,23 @@ def test_a_counted_pulse_ends_and_leaves_no_dose_behind() -> None:
                    for t in replay.feed(e)]
     transitions += list(replay.finish(events[-1].occurred_at.timestamp() + 60 * 86400.0))
     assert not [t for t in transitions if t.rule == "pjp_prophylaxis_missing"]
+
+
+_EVERY = st.sampled_from([(1, 1, "d"), (2, 1, "d"), (3, 1, "d"), (4, 1, "d"), (1, 12, "h"),
+                          (1, 8, "h"), (1, 6, "h"), (1, 24, "h"), (3, 2, "d")])
+
+
+@given(st.lists(st.tuples(st.integers(1, 400).map(lambda q: q / 4), _EVERY),
+                min_size=2, max_size=4))
+def test_a_split_dose_given_daily_or_more_often_is_exactly_its_daily_total(
+    split: list[tuple[float, tuple[int, float, str]]]
+) -> None:
+    event = order_of(taper(*(step(1, mg, every=every) for mg, every in split)))
+    a_day = [times / (period / 24 if unit == "h" else period) for _, (times, period, unit) in split]
+    assert event.dose is not None and event.dose.unit == "mg/d"
+    assert event.dose.value == pytest.approx(sum(mg * n for (mg, _), n in zip(split, a_day,
+                                                                              strict=True)))
+    if abs(sum(a_day) - round(sum(a_day))) < 1e-9:
+        assert event.frequency is not None and event.frequency.times == round(sum(a_day))
+    else:  # 2.5 administrations a day cannot be a frequency: the daily amount alone is said
+        assert event.frequency is None

@@ -27,8 +27,10 @@ rules judge a glucocorticoid by its daily total and methotrexate given daily as 
 the morning dose alone took 40 mg for the patient's 60 (a missed Pneumocystis alert; a false
 "taper too fast" when 60 mg once daily became 30 mg in the morning and 30 mg at night). The
 total is only said when it is exact: every instruction a mass (or mass per kg) in one unit, given
-daily or more often. Otherwise (a weekly dose split in two, mL beside mg) the first instruction
-is read, as before.
+daily or more often. Instructions given less often at one frequency (a weekly methotrexate dose
+split into two halves 12 hours apart) are their summed dose at that frequency: a daily amount
+would make them daily. Otherwise (weekly beside daily, mL beside mg) the first instruction is
+read, as before.
 """
 
 from __future__ import annotations
@@ -247,7 +249,7 @@ def _step_fields(step: _Step, dose_in_mass: DoseInMass) -> dict[str, Any]:
     fields = _instruction_fields(step.index, step.dosage, dose_in_mass)
     if step.concurrent:
         given = [fields] + [_instruction_fields(i, d, dose_in_mass) for i, d in step.concurrent]
-        total = _daily_total(given)
+        total = _daily_total(given) or _total_at_one_frequency(given)
         if total is not None:
             return total
     return fields
@@ -295,6 +297,24 @@ def _daily_total(given: list[dict[str, Any]]) -> dict[str, Any] | None:
     if abs(administrations - round(administrations)) < 1e-9:
         fields["frequency"] = {"times": round(administrations), "period": 1.0, "unit": "d"}
     return fields
+
+
+def _total_at_one_frequency(given: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Concurrent instructions given less often than daily at one frequency (a weekly
+    methotrexate dose split into a morning and an evening half) as their summed dose at that
+    frequency: the week's amount is what rule 12 judges, and the split is no daily dosing."""
+    first = given[0]
+    if any("dose" not in fields or "frequency" not in fields for fields in given):
+        return None
+    unit = first["dose"]["unit"].strip().lower()
+    if not _is_mass(unit) or any(
+        fields["dose"]["unit"].strip().lower() != unit or fields["frequency"] != first["frequency"]
+        for fields in given
+    ):
+        return None
+    total = sum(float(fields["dose"]["value"]) for fields in given)
+    return {"dose": {"value": round(total, 9), "unit": first["dose"]["unit"]},
+            "frequency": first["frequency"]}
 
 
 def _times_a_day(frequency: dict[str, Any]) -> float:

@@ -159,6 +159,32 @@ def test_a_daily_total_is_said_only_when_it_is_exact(
             total, "mg/d", times)
 
 
+def test_a_split_weekly_dose_is_its_sum_at_that_frequency() -> None:
+    event = order_of(taper(step(1, 7.5, every=(1, 1, "wk")), step(1, 7.5, every=(1, 1, "wk"))))
+    assert event.dose is not None and event.frequency is not None
+    assert (event.dose.value, event.dose.unit) == (15.0, "mg")
+    assert (event.frequency.times, event.frequency.period, event.frequency.unit) == (1, 1.0, "wk")
+
+
+@pytest.mark.parametrize(("half_mg", "alerts"), [
+    (7.5, set()),  # 15 mg a week, split: neither daily nor above the range
+    (15.0, {"methotrexate_dose_above_range"}),  # 30 mg a week
+])
+def test_methotrexate_split_weekly_is_judged_by_the_weeks_amount(
+    half_mg: float, alerts: set[str]
+) -> None:
+    order = methotrexate_order()
+    half = order["dosageInstruction"][0]
+    half["sequence"] = 1
+    half["doseAndRate"][0]["doseQuantity"]["value"] = half_mg
+    order["dosageInstruction"] = [half, copy.deepcopy(half)]
+    events = [*events_from_fhir(orjson.dumps(imnm_condition())),
+              *events_from_fhir(orjson.dumps(order))]
+    replay = Replay()
+    rules = {t.rule for e in sorted(events, key=lambda e: e.occurred_at) for t in replay.feed(e)}
+    assert {r for r in rules if r.startswith("methotrexate")} == alerts
+
+
 def test_split_tablets_are_totalled_in_mg_with_the_strength() -> None:
     resource = taper(step(1, 2, unit="TAB"), step(1, 1, unit="TAB"))
     resource["medicationCodeableConcept"]["text"] = "predniSONE 20 MG Oral Tablet"

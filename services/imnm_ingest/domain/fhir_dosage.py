@@ -272,7 +272,7 @@ def _daily_total(given: list[dict[str, Any]]) -> dict[str, Any] | None:
     that would not be exact (see the module's note)."""
     amount_unit: str | None = None
     per_day_total = 0.0
-    administrations = 0.0
+    administrations: float | None = 0.0  # a day; None: a daily amount did not say how many
     for fields in given:
         dose, frequency = fields.get("dose"), fields.get("frequency")
         if dose is None:
@@ -281,6 +281,8 @@ def _daily_total(given: list[dict[str, Any]]) -> dict[str, Any] | None:
         if unit is not None:  # already a daily amount ("mg/d"): the frequency only divides it
             per_day = 1.0
             times_a_day = 1.0 if frequency is None else _times_a_day(frequency)
+            if frequency is None:
+                administrations = None
         elif frequency is not None:
             unit = dose["unit"].strip().lower()
             per_day = times_a_day = _times_a_day(frequency)
@@ -292,9 +294,10 @@ def _daily_total(given: list[dict[str, Any]]) -> dict[str, Any] | None:
             return None
         amount_unit = unit
         per_day_total += float(dose["value"]) * per_day
-        administrations += times_a_day
+        if administrations is not None:
+            administrations += times_a_day
     fields = {"dose": {"value": round(per_day_total, 9), "unit": f"{amount_unit}/d"}}
-    if abs(administrations - round(administrations)) < 1e-9:
+    if administrations is not None and abs(administrations - round(administrations)) < 1e-9:
         fields["frequency"] = {"times": round(administrations), "period": 1.0, "unit": "d"}
     return fields
 

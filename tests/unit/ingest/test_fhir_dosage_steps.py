@@ -141,7 +141,7 @@ def test_concurrent_steps_of_a_taper_are_totalled_step_by_step() -> None:
 
 @pytest.mark.parametrize(("second", "total", "times"), [
     (step(1, 5, every=(1, 12, "h")), 30.0, 3),  # every 12 hours: twice a day
-    (step(1, 5, unit="mg/d"), 25.0, 2),  # already a daily amount
+    (step(1, 5, unit="mg/d"), 25.0, 2),  # already a daily amount, given once a day
     (step(1, 0.005, unit="g"), None, None),  # another unit: not added up
     (step(1, 2, unit="mL"), None, None),  # mL of a tablet's strength: not a mass
     (step(1, 5, every=(1, 1, "wk")), None, None),  # weekly: a daily total would make it daily
@@ -157,6 +157,14 @@ def test_a_daily_total_is_said_only_when_it_is_exact(
     else:
         assert (event.dose.value, event.dose.unit, event.frequency.times) == (
             total, "mg/d", times)
+
+
+def test_a_daily_amount_without_a_frequency_leaves_the_administrations_unsaid() -> None:
+    per_day = step(1, 5, unit="mg/d")
+    del per_day["timing"]
+    event = order_of(taper(step(1, 20), per_day))
+    assert event.dose is not None and (event.dose.value, event.dose.unit) == (25.0, "mg/d")
+    assert event.frequency is None
 
 
 def test_a_split_weekly_dose_is_its_sum_at_that_frequency() -> None:

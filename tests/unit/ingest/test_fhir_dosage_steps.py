@@ -64,6 +64,17 @@ def reason(resource: Resource, code: str) -> str:
     return caught.value.reason
 
 
+def rules_judged(order: Resource, *, days_after: float = 0.0) -> set[str]:
+    """The rules that alerted when the IMNM diagnosis and ``order`` are replayed and the clock
+    runs on ``days_after`` days past the order."""
+    events = sorted([*events_from_fhir(orjson.dumps(imnm_condition())),
+                     *events_from_fhir(orjson.dumps(order))], key=lambda e: e.occurred_at)
+    replay = Replay()
+    rules = {t.rule for e in events for t in replay.feed(e)}
+    until = events[-1].occurred_at.timestamp() + days_after * 86400.0
+    return rules | {t.rule for t in replay.finish(until)}
+
+
 def schedule(event: MedicationOrderEvent) -> list[tuple[str, float | None]]:
     return [
         (s.starts_at.isoformat(), s.dose.value if s.dose else None)
@@ -186,11 +197,7 @@ def test_methotrexate_split_weekly_is_judged_by_the_weeks_amount(
     half["sequence"] = 1
     half["doseAndRate"][0]["doseQuantity"]["value"] = half_mg
     order["dosageInstruction"] = [half, copy.deepcopy(half)]
-    events = [*events_from_fhir(orjson.dumps(imnm_condition())),
-              *events_from_fhir(orjson.dumps(order))]
-    replay = Replay()
-    rules = {t.rule for e in sorted(events, key=lambda e: e.occurred_at) for t in replay.feed(e)}
-    assert {r for r in rules if r.startswith("methotrexate")} == alerts
+    assert {r for r in rules_judged(order) if r.startswith("methotrexate")} == alerts
 
 
 def test_split_tablets_are_totalled_in_mg_with_the_strength() -> None:
@@ -277,14 +284,9 @@ def test_the_same_daily_dose_split_in_two_is_no_taper() -> None:
     Read by its morning instruction it fell by half in a day, a false "taper too fast"."""
     order = taper(step(1, 60, days=14), step(2, 30, days=14), step(2, 30, days=14),
                   step(3, 50, days=14), step(3, 5, days=14))
-    events = [*events_from_fhir(orjson.dumps(imnm_condition())),
-              *events_from_fhir(orjson.dumps(order))]
-    replay = Replay()
-    transitions = [t for e in sorted(events, key=lambda e: e.occurred_at)
-                   for t in replay.feed(e)]
-    transitions += list(replay.finish(events[-1].occurred_at.timestamp() + 60 * 86400.0))
-    assert "pjp_prophylaxis_missing" in {t.rule for t in transitions}  # judged all along
-    assert "taper_too_fast" not in {t.rule for t in transitions}
+    rules = rules_judged(order, days_after=60)
+    assert "pjp_prophylaxis_missing" in rules  # judged all along
+    assert "taper_too_fast" not in rules
 
 
 @pytest.mark.parametrize(("repeat", "said"), [
@@ -315,11 +317,7 @@ def test_a_frequency_said_by_the_calendar(
 def test_methotrexate_every_day_of_the_week_is_daily(days: list[str], daily_alert: bool) -> None:
     order = methotrexate_order()
     order["dosageInstruction"][0]["timing"]["repeat"] = {"dayOfWeek": days}
-    events = [*events_from_fhir(orjson.dumps(imnm_condition())),
-              *events_from_fhir(orjson.dumps(order))]
-    replay = Replay()
-    rules = {t.rule for e in sorted(events, key=lambda e: e.occurred_at) for t in replay.feed(e)}
-    assert ("methotrexate_daily_dosing" in rules) is daily_alert
+    assert ("methotrexate_daily_dosing" in rules_judged(order)) is daily_alert
 
 
 @pytest.mark.parametrize(("repeat", "ends"), [
@@ -355,13 +353,7 @@ def test_a_counted_pulse_ends_and_leaves_no_dose_behind() -> None:
     order = taper(pulse, medicationCodeableConcept={
         "coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "6902",
                     "display": "methylprednisolone"}], "text": "methylPREDNISolone"})
-    events = [*events_from_fhir(orjson.dumps(imnm_condition())),
-              *events_from_fhir(orjson.dumps(order))]
-    replay = Replay()
-    transitions = [t for e in sorted(events, key=lambda e: e.occurred_at)
-                   for t in replay.feed(e)]
-    transitions += list(replay.finish(events[-1].occurred_at.timestamp() + 60 * 86400.0))
-    assert not [t for t in transitions if t.rule == "pjp_prophylaxis_missing"]
+    assert "pjp_prophylaxis_missing" not in rules_judged(order, days_after=60)
 
 
 _EVERY = st.sampled_from([(1, 1, "d"), (2, 1, "d"), (3, 1, "d"), (4, 1, "d"), (1, 12, "h"),

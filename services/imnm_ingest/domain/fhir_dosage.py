@@ -374,7 +374,7 @@ def _calendar_frequency(repeat: TimingRepeat) -> dict[str, Any] | None:
     """A frequency said by the calendar instead of a period: days of the week ("methotrexate
     every Monday" is weekly; all seven days is daily) and times of the day (``timeOfDay``
     08:00 and 20:00, or ``when`` MORN and NIGHT, is twice a day)."""
-    a_day = len(repeat.timeOfDay) if repeat.timeOfDay else None
+    a_day = len(set(repeat.timeOfDay)) if repeat.timeOfDay else None
     if a_day is None and repeat.when and all(code in _ONE_TIME_OF_DAY for code in repeat.when):
         a_day = len(set(repeat.when))
     if repeat.dayOfWeek:

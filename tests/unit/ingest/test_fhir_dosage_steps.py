@@ -19,12 +19,17 @@ from fhir_samples import (
     methotrexate_order,
     prednisone_order,
 )
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from imnm_common.contracts.events import MedicationOrderEvent
 from imnm_common.service_layer.replay import Replay
-from imnm_ingest.domain.conversion import INVALID_FIELD, MISSING_FIELD, ConversionRejected
+from imnm_ingest.domain.conversion import (
+    INVALID_EVENT,
+    INVALID_FIELD,
+    MISSING_FIELD,
+    ConversionRejected,
+)
 from imnm_ingest.domain.fhir import events_from_fhir
 
 
@@ -374,3 +379,50 @@ def test_a_split_dose_given_daily_or_more_often_is_exactly_its_daily_total(
         assert event.frequency is not None and event.frequency.times == round(sum(a_day))
     else:  # 2.5 administrations a day cannot be a frequency: the daily amount alone is said
         assert event.frequency is None
+
+
+# mostly valid, so that most draws reach the placing and totalling of the steps
+_TIMES = st.sampled_from(["2025-01-01T09:00:00Z", "2025-01-08T09:00:00+00:00",
+                          "2025-01-20T09:00:00Z", "2025-03-01T00:00:00Z", "2025-01-06"])
+_REPEAT = st.fixed_dictionaries({}, optional={
+    "frequency": st.integers(1, 8),
+    "period": st.sampled_from([0, 0.5, 1, 1, 12, 36]),
+    "periodUnit": st.sampled_from(["h", "d", "d", "d", "wk", "mo", "a", "min", "fortnight"]),
+    "dayOfWeek": st.lists(st.sampled_from(["mon", "tue", "sun"]), min_size=1, max_size=4),
+    "timeOfDay": st.lists(st.sampled_from(["08:00:00", "20:00:00"]), min_size=1, max_size=3),
+    "when": st.lists(st.sampled_from(["MORN", "NIGHT", "AC", "HS"]), min_size=1, max_size=3),
+    "count": st.integers(1, 60),
+    "countMax": st.integers(1, 60),
+    "boundsDuration": st.fixed_dictionaries({
+        "value": st.sampled_from([0, 3, 14, 14]),
+        "unit": st.just("d"), "system": st.just(UCUM),
+        "code": st.sampled_from(["d", "d", "wk", "fortnight"])}),
+    "boundsPeriod": st.fixed_dictionaries({}, optional={"start": _TIMES, "end": _TIMES}),
+}).map(lambda repeat: {k: v for k, v in repeat.items()  # bounds[x]: one of the two
+                       if k != "boundsPeriod" or "boundsDuration" not in repeat})
+_INSTRUCTION = st.fixed_dictionaries({
+    "timing": st.fixed_dictionaries({"repeat": _REPEAT}),
+}, optional={
+    "sequence": st.integers(1, 3),
+    "doseAndRate": st.sampled_from(["mg", "mg/d", "mg/kg", "mL", "g"]).map(
+        lambda unit: [{"doseQuantity": {"value": 5, "unit": unit, "system": UCUM,
+                                        "code": unit}}]),
+})
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_INSTRUCTION, min_size=1, max_size=5), st.sampled_from(["active", "stopped"]))
+def test_any_dosage_converts_or_is_refused_with_a_reason(
+    instructions: list[dict[str, Any]], status: str
+) -> None:
+    """Steps, splits, calendars and counts in any mix: an order event or a refusal that says
+    why, never another error."""
+    try:
+        event = order_of(taper(*instructions, status=status))
+    except ConversionRejected as rejection:
+        assert rejection.code in {MISSING_FIELD, INVALID_FIELD, INVALID_EVENT}, rejection
+        assert rejection.reason.startswith(("MedicationRequest", "fhir:")), rejection.reason
+    else:
+        assert event.order_id == "medrx-pred-3001"
+        if event.ends_at is not None:
+            assert event.ends_at > event.occurred_at

@@ -12,10 +12,17 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from hl7_samples import MSH_PHARM, PID, er7
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from imnm_common.contracts.events import MedicationOrderEvent, parse_event
 from imnm_common.service_layer.replay import Replay
-from imnm_ingest.domain.conversion import INVALID_FIELD, ConversionRejected
+from imnm_ingest.domain.conversion import (
+    INVALID_EVENT,
+    INVALID_FIELD,
+    MISSING_FIELD,
+    ConversionRejected,
+)
 from imnm_ingest.domain.hl7v2 import events_from_hl7v2
 
 ORDERED = "20250106093000+0000"
@@ -126,3 +133,33 @@ def test_a_pulse_of_three_doses_ends() -> None:
         rules = {t.rule for e in (diagnosis, order_of(pulse(tq1))) for t in replay.feed(e)}
         rules |= {t.rule for t in replay.finish(datetime(2025, 3, 10, tzinfo=UTC).timestamp())}
         assert ("pjp_prophylaxis_missing" in rules) is pjp_due, tq1
+
+
+_DTM = st.sampled_from(["", "20250106", "20250107", "20250110093000+0000", "202501",
+                        "20251399", "2025-01-09", "20241201"])
+_FIELD = st.sampled_from(["", "3", "0", "-2", "x", "3^d", "2^wk", "1^fortnight", "X3", "D5",
+                          "W1", "L1", "INDEF", "Q0"])
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(["QD", "BID", "Q12H", "QW", "PRN", ""]), _DTM, _DTM, _FIELD, _FIELD,
+       st.sampled_from(["NW", "DC", "HD"]), st.booleans())
+def test_any_timing_converts_or_is_refused_with_a_reason(
+    repeat: str, start: str, end: str, duration: str, occurrences: str, control: str,
+    v23: bool,
+) -> None:
+    """TQ1 (or the v2.3 quantity/timing) in any mix: an order event, or a refusal that names the
+    field, never another error; an end is always after the order."""
+    if v23:
+        message = pulse(orc7=f"1^{repeat}^{duration}^{start}^{end}", control=control)
+    else:
+        message = pulse(f"TQ1|1||{repeat}|||{duration}|{start}|{end}||||||{occurrences}",
+                        control=control)
+    try:
+        event = order_of(message)
+    except ConversionRejected as rejection:
+        assert rejection.code in {INVALID_FIELD, MISSING_FIELD, INVALID_EVENT}, rejection
+        assert rejection.reason.startswith(("TQ1-", "RXE-1", "ORC-7", "RXE-3")), rejection.reason
+    else:
+        assert event.ends_at is None or event.ends_at > event.occurred_at
+        assert event.ends_at is None or event.status in {"active", "on-hold"}

@@ -534,7 +534,7 @@ def _medication_order(
     put_present(event, dose=_dose(give, at, where), frequency=frequency,
                 route=(_route(rxr) if rxr is not None else None) or None)
     if event["status"] in IN_FORCE_STATUSES:  # a stopped order's planned end says nothing more
-        ends_at = _course_end(_course_timing(group, orc, rxe, where), event["occurred_at"],
+        ends_at = _course_end(_course_timings(group, orc, rxe, where), event["occurred_at"],
                               frequency, local_tz, where)
         if ends_at is not None:
             event["ends_at"] = ends_at
@@ -655,7 +655,12 @@ _RXO_FIELDS = _GiveFields(code=1, amount=2, units=4, strength=18)
 def _order_frequency(
     group: list[_Segment], orc: _Segment, rxe: _Segment | None
 ) -> dict[str, Any] | None:
-    patterns = [segment.get(3, 1) for segment in group if segment.name == "TQ1"]
+    tq1s = [segment for segment in group if segment.name == "TQ1"]
+    if len(tq1s) > 1 and all(tq1.get(12, 1).upper() == "A" for tq1 in tq1s[:-1]):
+        parallel = _parallel_frequency([_frequency(tq1.get(3, 1)) for tq1 in tq1s])
+        if parallel is not None:
+            return parallel
+    patterns = [tq1.get(3, 1) for tq1 in tq1s]
     if rxe is not None:
         patterns.append(rxe.get(1, 2, 1))  # v2.3/2.4 quantity/timing: interval, repeat pattern
     patterns.append(orc.get(7, 2, 1))
@@ -663,6 +668,22 @@ def _order_frequency(
         frequency = _frequency(pattern)
         if frequency is not None:
             return frequency
+    return None
+
+
+def _parallel_frequency(given: list[dict[str, Any] | None]) -> dict[str, Any] | None:
+    """TQ1s joined by TQ1-12 "A" (asynchronous: "do the next specification in parallel with
+    this one") give the one amount at each of their times: QAM with QPM is twice a day. Their
+    sum, when every pattern is known and the sum is a whole number a period; else None."""
+    if any(frequency is None for frequency in given):
+        return None
+    known = [frequency for frequency in given if frequency is not None]
+    first = known[0]
+    if all((f["period"], f["unit"]) == (first["period"], first["unit"]) for f in known):
+        return {**first, "times": sum(f["times"] for f in known)}
+    a_day = sum(1.0 / days_between_administrations(f) for f in known)
+    if abs(a_day - round(a_day)) < 1e-9:
+        return {"times": round(a_day), "period": 1.0, "unit": "d"}
     return None
 
 
@@ -690,32 +711,38 @@ class _CourseTiming(NamedTuple):
     end: tuple[str, str]
     duration: tuple[str, timedelta | None]
     occurrences: tuple[str, int | None]
+    frequency: dict[str, Any] | None  # its own repeat pattern's, for counting administrations
 
 
-def _course_timing(
+def _course_timings(
     group: list[_Segment], orc: _Segment, rxe: _Segment | None, where: str
-) -> _CourseTiming | None:
-    """TQ1 (v2.5+) when the order has one, else the v2.3/2.4 quantity/timing of RXE-1, else of
+) -> list[_CourseTiming]:
+    """Every TQ1 (v2.5+) of the order, else the v2.3/2.4 quantity/timing of RXE-1, else of
     ORC-7 (start ^4, end ^5, duration ^3: D5 five days, X3 three times at the interval)."""
-    tq1 = next((segment for segment in group if segment.name == "TQ1"), None)
-    if tq1 is not None:
-        return _CourseTiming(
-            ("TQ1-7", tq1.get(7, 1)), ("TQ1-8", tq1.get(8, 1)),
-            ("TQ1-6", _service_duration(tq1.get(6, 1), tq1.get(6, 2, 1), where)),
-            ("TQ1-14", _occurrences(tq1.get(14, 1), "TQ1-14", where)),
-        )
+    tq1s = [segment for segment in group if segment.name == "TQ1"]
+    if tq1s:
+        return [
+            _CourseTiming(
+                ("TQ1-7", tq1.get(7, 1)), ("TQ1-8", tq1.get(8, 1)),
+                ("TQ1-6", _service_duration(tq1.get(6, 1), tq1.get(6, 2, 1), where)),
+                ("TQ1-14", _occurrences(tq1.get(14, 1), "TQ1-14", where)),
+                _frequency(tq1.get(3, 1)),
+            )
+            for tq1 in tq1s
+        ]
     for field, segment, number in (("RXE-1", rxe, 1), ("ORC-7", orc, 7)):
         if segment is None or not any(segment.get(number, c) for c in (3, 4, 5)):
             continue
         duration = segment.get(number, 3).strip().upper()
         letter, count = duration[:1], duration[1:]
         length = _TQ_DURATION_LETTERS.get(letter) if count.isdigit() else None
-        return _CourseTiming(
+        return [_CourseTiming(
             (f"{field}.4", segment.get(number, 4)), (f"{field}.5", segment.get(number, 5)),
             (f"{field}.3", length * int(count) if length is not None else None),
             (f"{field}.3", int(count) if letter == "X" and count.isdigit() else None),
-        )
-    return None
+            _frequency(segment.get(number, 2, 1)),
+        )]
+    return []
 
 
 # TQ1-6 service duration units (UCUM and the usual abbreviations) and the duration letters of
@@ -759,15 +786,34 @@ def _occurrences(value: str, field: str, where: str) -> int | None:
 
 
 def _course_end(
-    timing: _CourseTiming | None, occurred_at: str, frequency: dict[str, Any] | None,
+    timings: list[_CourseTiming], occurred_at: str, frequency: dict[str, Any] | None,
     local_tz: tzinfo, where: str,
 ) -> str | None:
-    """When the course is over: its end date/time (a date alone: the end of that day), else its
-    start (or the order's time) plus its duration, or its count of administrations at the
-    frequency. None: open-ended, or a count without a frequency."""
-    if timing is None:
-        return None
+    """When the course is over: when the last of its timings is (TQ1s given one after another
+    or in parallel, TQ1-12 S or A), or None while one of them is open."""
     ordered_at = datetime.fromisoformat(occurred_at)
+    ends = [_timing_end(timing, ordered_at, frequency, local_tz, where) for timing in timings]
+    if not ends or None in ends:
+        return None
+    end_field, ends_at = max((end for end in ends if end is not None), key=lambda end: end[1])
+    if ends_at <= ordered_at:
+        raise ConversionRejected(
+            f"{end_field}: the course ended at "
+            f"{ends_at.astimezone(UTC).isoformat()}, before this message's order "
+            f"({occurred_at}) that is still in force; send it completed (ORC-5 CM) or "
+            f"discontinued{where}",
+            INVALID_FIELD,
+        )
+    return ends_at.astimezone(UTC).isoformat()
+
+
+def _timing_end(
+    timing: _CourseTiming, ordered_at: datetime, frequency: dict[str, Any] | None,
+    local_tz: tzinfo, where: str,
+) -> tuple[str, datetime] | None:
+    """One timing's end and the field that said it: its end date/time (a date alone: the end of
+    that day), else its start (or the order's time) plus its duration, or its count of
+    administrations at the frequency. None: open-ended, or a count without a frequency."""
     (end_field, end_raw), (start_field, start_raw) = timing.end, timing.start
     (duration_field, duration), (count_field, count) = timing.duration, timing.occurrences
     if end_raw:
@@ -786,22 +832,15 @@ def _course_end(
                     f"{start_field}: not an HL7 timestamp {_short(start_raw)}{where}",
                     INVALID_FIELD)
             starts_at = started
+        given = timing.frequency or frequency
         if duration is not None:
             ends_at, end_field = starts_at + duration, duration_field
-        elif count is not None and frequency is not None:
-            days = count * days_between_administrations(frequency)
+        elif count is not None and given is not None:
+            days = count * days_between_administrations(given)
             ends_at, end_field = starts_at + timedelta(days=days), count_field
         else:
             return None
-    if ends_at <= ordered_at:
-        raise ConversionRejected(
-            f"{end_field}: the course ended at "
-            f"{ends_at.astimezone(UTC).isoformat()}, before this message's order "
-            f"({occurred_at}) that is still in force; send it completed (ORC-5 CM) or "
-            f"discontinued{where}",
-            INVALID_FIELD,
-        )
-    return ends_at.astimezone(UTC).isoformat()
+    return end_field, ends_at
 
 
 def _route(rxr: _Segment) -> str | None:

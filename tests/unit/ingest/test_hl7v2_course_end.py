@@ -28,14 +28,14 @@ from imnm_ingest.domain.hl7v2 import events_from_hl7v2
 ORDERED = "20250106093000+0000"
 
 
-def pulse(tq1: str = "", *, control: str = "NW", orc7: str = "", rxe1: str = "",
+def pulse(*tq1s: str, control: str = "NW", orc7: str = "", rxe1: str = "",
           ordered: str = ORDERED) -> str:
     """Methylprednisolone 1000 mg IV once daily, with the timing given."""
     return er7(
         MSH_PHARM.format(sent=ordered, type="RDE^O11^RDE_O11", control="PH-77"),
         PID,
         f"ORC|{control}|ORD-MP-1^EPIC|||||{orc7}||{ordered}",
-        *([tq1] if tq1 else []),
+        *(tq1 for tq1 in tq1s if tq1),
         f"RXE|{rxe1}|6902^methylprednisolone^RXNORM|1000||mg",
         "RXR|IV",
     )
@@ -120,6 +120,36 @@ def test_a_course_that_ended_before_an_order_in_force_is_refused(
 ])
 def test_a_timing_that_is_not_one_is_refused(tq1: str, field: str) -> None:
     assert refused(pulse(tq1)).startswith(field)
+
+
+@pytest.mark.parametrize(("tq1s", "end"), [
+    # one after another (TQ1-12 S): the course ends with the last
+    (("TQ1|1||QD||||20250106|20250108||||S", "TQ1|2||QOD||||20250109|20250120"),
+     "2025-01-21T00:00:00+00:00"),
+    # in parallel (A): with the later of the two
+    (("TQ1|1||QAM||||20250106|20250120||||A", "TQ1|2||QPM||||20250106|20250110"),
+     "2025-01-21T00:00:00+00:00"),
+    # one of them open: the course is open
+    (("TQ1|1||QD||||20250106|20250108||||S", "TQ1|2||QOD||||20250109"), None),
+    # counted at each timing's own pattern: 3 daily doses, then 2 every other day
+    (("TQ1|1||QD||||20250106100000+0000|||||S||3",
+      "TQ1|2||QOD||||20250109100000+0000|||||||2"), "2025-01-13T10:00:00+00:00"),
+])
+def test_several_timings_end_with_the_last(tq1s: tuple[str, ...], end: str | None) -> None:
+    assert ends(pulse(*tq1s)) == end
+
+
+@pytest.mark.parametrize(("tq1s", "said"), [
+    (("TQ1|1||QAM|||||||||A", "TQ1|2||QPM"), (2, 1.0, "d")),  # parallel: twice a day
+    (("TQ1|1||QD|||||||||A", "TQ1|2||Q12H"), (3, 1.0, "d")),  # once + every 12 h
+    (("TQ1|1||QAM|||||||||S", "TQ1|2||QPM"), (1, 1.0, "d")),  # one after the other
+    (("TQ1|1||QAM|||||||||A", "TQ1|2||PRN"), (1, 1.0, "d")),  # not all known: the first
+    (("TQ1|1||QW|||||||||A", "TQ1|2||QD"), (1, 1.0, "wk")),  # 8 a week is no whole day
+])
+def test_parallel_timings_add_up(tq1s: tuple[str, ...], said: tuple[int, float, str]) -> None:
+    frequency = order_of(pulse(*tq1s)).frequency
+    assert frequency is not None
+    assert (frequency.times, frequency.period, frequency.unit) == said
 
 
 def test_a_pulse_of_three_doses_ends() -> None:

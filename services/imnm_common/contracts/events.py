@@ -40,6 +40,32 @@ def body_weight_in_kg(value: float, unit: str | None) -> float | None:
     factor = KG_PER_WEIGHT_UNIT.get(unit.strip().lower()) if unit else None
     return None if factor is None else value * factor
 
+
+# The rules compare creatine kinase in U/L and tacrolimus troughs in ng/mL; labs also report
+# them in other units, which a number alone cannot tell apart: Nordic labs give CK in ukat/L
+# (1 ukat/L = 60 U/L), so CK 5 ukat/L, 300 U/L and above the upper limit, read as 5 U/L looked
+# low; some labs give tacrolimus in nmol/L (804 g/mol: 1 nmol/L = 0.804 ng/mL).
+TACROLIMUS_TROUGH_LOINCS = frozenset({"11253-2", "77348-1", "74097-7"})
+_CK_UNITS = {"u/l": 1.0, "iu/l": 1.0, "[iu]/l": 1.0, "ukat/l": 60.0, "\u00b5kat/l": 60.0,
+             "\u03bckat/l": 60.0, "nkat/l": 0.06}  # micro: the micro sign or the Greek mu
+_TACROLIMUS_UNITS = {"ng/ml": 1.0, "ug/l": 1.0, "\u00b5g/l": 1.0, "\u03bcg/l": 1.0,
+                     "mcg/l": 1.0, "nmol/l": 0.804}
+# LOINC -> (the units it is read in, as told in a refusal; their factors to the rules' unit)
+RULE_UNITS: dict[str, tuple[str, dict[str, float]]] = {
+    CREATINE_KINASE_LOINC: ("U/L, IU/L, ukat/L or nkat/L", _CK_UNITS),
+    **dict.fromkeys(TACROLIMUS_TROUGH_LOINCS, ("ng/mL, ug/L, mcg/L or nmol/L", _TACROLIMUS_UNITS)),
+}
+
+
+def factor_to_rule_unit(loinc: str, unit: str | None) -> float | None:
+    """What a result's value is multiplied by to be in the unit the rules compare it in (see
+    ``RULE_UNITS``): 1 for another test or a result without a unit (read as in the rules' unit),
+    None for a unit the test is not reported in."""
+    known = RULE_UNITS.get(loinc)
+    if known is None or not unit:
+        return 1.0
+    return known[1].get(unit.strip().lower())
+
 # LabResultEvent field rules, shared with the converters.
 LOINC_PATTERN = r"^[0-9]{1,7}-[0-9]$"
 MAX_VALUE_TEXT = 256
@@ -83,7 +109,10 @@ class LabResultEvent(_Envelope):
     unit: str | None = Field(
         default=None, max_length=32,
         description="UCUM unit, e.g. U/L. A body weight (LOINC 29463-7, 3141-9, 8335-2) needs "
-        "kg, g or [lb_av]: weight-based (mg/kg) glucocorticoid doses are converted with it.",
+        "kg, g or [lb_av]: weight-based (mg/kg) glucocorticoid doses are converted with it. "
+        "Creatine kinase (2157-6) is read in U/L, IU/L, ukat/L or nkat/L, a tacrolimus trough "
+        "(11253-2, 77348-1, 74097-7) in ng/mL, ug/L, mcg/L or nmol/L; another unit is refused, "
+        "and without one the value is taken to be in U/L or ng/mL.",
     )
     reference_high: float | None = Field(default=None, ge=0)
     result_id: str | None = Field(default=None, min_length=1, max_length=128)
@@ -95,13 +124,19 @@ class LabResultEvent(_Envelope):
             raise ValueError("value: one of value or value_text is required")
         if self.comparator is not None and self.value is None:
             raise ValueError("comparator: a comparator needs the value it bounds")
+        factor = factor_to_rule_unit(self.loinc, self.unit)
+        if factor is None:
+            raise ValueError(
+                f"unit: {self.unit!r} is not a unit this test is reported in "
+                f"({RULE_UNITS[self.loinc][0]})"
+            )
         if (
             self.loinc == CREATINE_KINASE_LOINC
             and self.value is not None
-            and self.value > MAX_PLAUSIBLE_CK_U_PER_L
+            and self.value * factor > MAX_PLAUSIBLE_CK_U_PER_L
         ):
             raise ValueError(
-                f"value: creatine kinase {self.value:g} is implausible "
+                f"value: creatine kinase {self.value:g} {self.unit or 'U/L'} is implausible "
                 f"(above {MAX_PLAUSIBLE_CK_U_PER_L:,.0f} U/L)"
             )
         if (

@@ -37,6 +37,7 @@ from imnm_common.contracts.events import (
     MedicationOrderEvent,
     MuscleAssessmentEvent,
     body_weight_in_kg,
+    factor_to_rule_unit,
 )
 from imnm_common.domain import knowledge
 from imnm_common.domain.config import DEFAULT_RULES_CONFIG, RulesConfig
@@ -408,8 +409,12 @@ def _record_lab(
         return
     row = None
     if event.status in {"final", "corrected"} and event.value is not None:
-        row = LabValue(at, event.value, event.event_id, event.result_id, event.reference_high,
-                       event.comparator)
+        value, high = event.value, event.reference_high
+        # the contract refused any unit the test is not reported in
+        factor = factor_to_rule_unit(event.loinc, event.unit) or 1.0
+        if factor != 1.0:  # into the unit the rules compare in (CK U/L, a trough ng/mL)
+            value, high = value * factor, None if high is None else high * factor
+        row = LabValue(at, value, event.event_id, event.result_id, high, event.comparator)
     series[:] = _result_recorded(series, event, row)
     if row is not None:
         horizon = series[-1].at - config.lab_history_days * DAY

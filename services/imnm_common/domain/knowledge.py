@@ -17,7 +17,11 @@ from dataclasses import dataclass
 from enum import StrEnum
 from functools import lru_cache
 
-from imnm_common.contracts.events import BODY_WEIGHT_LOINCS
+from imnm_common.contracts.events import (
+    BODY_WEIGHT_LOINCS,
+    CREATINE_KINASE_LOINC,
+    TACROLIMUS_TROUGH_LOINCS,
+)
 
 
 class DrugClass(StrEnum):
@@ -151,8 +155,8 @@ _CALCIUM_SALT = re.compile(
 
 
 # --- LOINC codes (LOINC 2.78) ---
-LOINC_CREATINE_KINASE = "2157-6"
-LOINC_TACROLIMUS = frozenset({"11253-2", "77348-1", "74097-7"})
+LOINC_CREATINE_KINASE = CREATINE_KINASE_LOINC
+LOINC_TACROLIMUS = TACROLIMUS_TROUGH_LOINCS
 LOINC_ALDOLASE = "1761-6"
 LOINC_HMGCR_ANTIBODY = "93493-5"
 LOINC_SRP_ANTIBODY = "33921-8"

@@ -126,7 +126,7 @@ BAD: list[tuple[str, bytes | str, str, str]] = [
     ("negative value", json.dumps(_set(LAB, -1, "value")), "out_of_range",
      "value: Input should be greater than or equal to 0"),
     ("implausible CK", json.dumps(_set(LAB, 1_000_001, "value")), "implausible_value",
-     "creatine kinase 1e+06 is implausible"),
+     "creatine kinase 1e+06 U/L is implausible"),
     ("lab without any value", json.dumps(_drop(LAB, "value")), "invalid_value",
      "value: one of value or value_text is required"),
     ("comparator without a value",

@@ -300,3 +300,10 @@ def only_rules(*enabled: str) -> RulesConfig:
         current = getattr(DEFAULT_RULES_CONFIG, name)
         updates[name] = current.model_copy(update={"enabled": name in enabled})
     return DEFAULT_RULES_CONFIG.model_copy(update=updates)
+
+
+def tapering(c: Chart) -> None:
+    """Diagnosed day 0, prednisone 60 from day 0, tapered to 50 on day 30."""
+    c.dx(0)
+    c.pred("p", 0, 60)
+    c.pred("p", 30, 50)

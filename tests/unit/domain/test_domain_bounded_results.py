@@ -5,20 +5,13 @@ analyser's range (">2000"), a tacrolimus trough below the assay's ("<2"). Such a
 from __future__ import annotations
 
 import pytest
-from domain_chart import Chart, only_rules, rows
+from domain_chart import Chart, only_rules, rows, tapering
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 CK_DUE = "ck_monitoring_overdue"
 RELAPSE = "taper_relapse_risk"
 TACRO = "tacrolimus_trough_out_of_range"
-
-
-def tapering(c: Chart) -> None:
-    """Diagnosed day 0, prednisone 60 from day 0, tapered to 50 on day 30."""
-    c.dx(0)
-    c.pred("p", 0, 60)
-    c.pred("p", 30, 50)
 
 
 def test_a_ck_above_the_analysers_range_counts_as_monitoring(chart: Chart) -> None:

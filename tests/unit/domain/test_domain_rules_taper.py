@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from domain_chart import Chart, only_rules, rows
+from domain_chart import Chart, only_rules, rows, tapering
 
 from imnm_common.domain.config import TaperRelapseRiskConfig, TaperTooFastConfig
 
@@ -182,13 +182,6 @@ def test_taper_too_fast_config(chart: Chart) -> None:
 
 # --------------------------------------------------------------------------------------------
 # 9. taper_relapse_risk
-def tapering(c: Chart) -> None:
-    """Diagnosed day 0, prednisone 60 from day 0, tapered to 50 on day 30."""
-    c.dx(0)
-    c.pred("p", 0, 60)
-    c.pred("p", 30, 50)
-
-
 @pytest.mark.parametrize(
     ("latest", "reference_high", "alerts"),
     [

@@ -77,7 +77,7 @@ async def test_each_kind_of_bad_message_is_dead_lettered(tracker_cluster: Tracke
         else:
             assert letter.payload == value.decode(), what
     assert {d.reason for d in letters if d.reason_code == "implausible_value"} == {
-        "value: creatine kinase 3e+06 is implausible (above 1,000,000 U/L)"
+        "value: creatine kinase 3e+06 U/L is implausible (above 1,000,000 U/L)"
     }
 
     alerts = [AlertTransition.model_validate_json(r.value)

@@ -3,8 +3,8 @@ diagnosis sent as FHIR and a statin order sent as HL7 v2 (with `imnm send-raw`) 
 critical statin alert on the console's worklist, explained; a FHIR body weight and a prednisone
 order in mg/kg become a Pneumocystis prophylaxis alert that names the weight it used, and a
 methotrexate order in tablets with its give strength a dose alert in mg; a prednisone taper
-written as one FHIR order is judged step by step, each step at its own time, and a dose split
-into morning and night instructions by its daily total."""
+written as one FHIR order is judged step by step, each step at its own time, a dose split
+into morning and night instructions by its daily total, and an HL7 v2 pulse of 3 doses ends."""
 
 from __future__ import annotations
 
@@ -40,7 +40,9 @@ def test_hl7_and_fhir_in_statin_alert_on_the_worklist(tmp_path: Path) -> None:
                               ("--hl7v2", "methotrexate-order-v23-and-ck-above-range.hl7"),
                               ("--fhir", "weight-and-prednisone-mg-per-kg.fhir.json"),
                               ("--fhir", "prednisone-taper-in-one-order.fhir.json"),
-                              ("--fhir", "prednisone-split-dose.fhir.json")):
+                              ("--fhir", "prednisone-split-dose.fhir.json"),
+                              ("--fhir", "imnm-diagnosis-mrn-2004.fhir.json"),
+                              ("--hl7v2", "methylprednisolone-pulse-then-prednisone.hl7")):
             sent = subprocess.run(
                 [*imnm_executable(), "send-raw", flag, str(EXAMPLES / example),
                  "--bootstrap", bootstrap],
@@ -78,6 +80,12 @@ def test_hl7_and_fhir_in_statin_alert_on_the_worklist(tmp_path: Path) -> None:
         [pjp_split] = [a for a in split if a["rule"] == "pjp_prophylaxis_missing"]
         assert pjp_split["detail"].startswith(
             "Glucocorticoid 25 mg/day prednisone-equivalent now"), pjp_split
+        # methylprednisolone 1000 mg IV daily, 3 doses (TQ1-14), then prednisone 60 mg: the
+        # pulse is over, so 60 mg/day now; read as open it was 1,250 + 60 = 1,310 mg/day.
+        pulse = _alerts_of(console, "MRN-2004", {"calcium_vitamin_d_missing"})
+        [calcium] = [a for a in pulse if a["rule"] == "calcium_vitamin_d_missing"]
+        assert calcium["detail"].startswith(
+            "Glucocorticoid 60 mg/day prednisone-equivalent now"), calcium
     finally:
         code = suite.stop()
     assert code == 0, suite.printed()

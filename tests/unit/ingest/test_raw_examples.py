@@ -1,6 +1,7 @@
 """examples/raw, as `imnm send-raw` sends them: every message converts, and together they tell
 the clinical story docs/ingest.md describes for MRN-2001, MRN-2002's taper written as one
-FHIR order is judged step by step, and MRN-2003's split dose by its daily total."""
+FHIR order is judged step by step, MRN-2003's split dose by its daily total, and MRN-2004's
+methylprednisolone pulse of 3 doses (HL7 v2 TQ1-14) ends before the prednisone that follows."""
 
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ def converted() -> list[CanonicalEvent]:
 
 def test_every_example_converts_and_tells_the_story() -> None:
     events = converted()
-    assert {e.patient_id for e in events} == {"MRN-2001", "MRN-2002", "MRN-2003"}
+    assert {e.patient_id for e in events} == {"MRN-2001", "MRN-2002", "MRN-2003", "MRN-2004"}
     assert len({e.event_id for e in events}) == len(events)
     bound = [e for e in events if isinstance(e, LabResultEvent) and e.comparator]
     assert [(e.value, e.comparator) for e in bound] == [(20000.0, ">")]
@@ -64,3 +65,8 @@ def test_every_example_converts_and_tells_the_story() -> None:
                if t.rule == "pjp_prophylaxis_missing" and t.patient_id == "MRN-2003"]
     assert split.detail.startswith("Glucocorticoid 25 mg/day prednisone-equivalent"), split
     assert split.raised_at == datetime(2025, 2, 10, 11, tzinfo=UTC)
+    # MRN-2004: methylprednisolone 1000 mg daily, 3 doses, then prednisone 60 mg: the pulse
+    # ended, so 60 mg/day now (read as open, 1,250 + 60 = 1,310 mg/day)
+    [calcium] = [t for t in transitions
+                 if t.rule == "calcium_vitamin_d_missing" and t.patient_id == "MRN-2004"]
+    assert calcium.detail.startswith("Glucocorticoid 60 mg/day prednisone-equivalent now")

@@ -44,6 +44,20 @@ def days_between_administrations(frequency: dict[str, Any]) -> float:
     return float(frequency["period"]) * PERIOD_DAYS[frequency["unit"]] / frequency["times"]
 
 
+def administrations_a_day(frequency: dict[str, Any]) -> float:
+    """How many times a day an events.v1 frequency gives (0 for a period of no length)."""
+    days = days_between_administrations(frequency)
+    return 1.0 / days if days > 0 else 0.0
+
+
+def daily_frequency(a_day: float) -> dict[str, Any] | None:
+    """``a_day`` administrations as an events.v1 frequency, or None when it is not a whole
+    number (events.v1 counts ``times`` in whole administrations)."""
+    if abs(a_day - round(a_day)) >= 1e-9:
+        return None
+    return {"times": round(a_day), "period": 1.0, "unit": "d"}
+
+
 def canonical(objects: Iterable[dict[str, Any]], where: str = "") -> list[CanonicalEvent]:
     """Validate converted events; the first invalid one rejects the whole message (a message
     is converted entirely or not at all, so a correction never lands half-applied)."""

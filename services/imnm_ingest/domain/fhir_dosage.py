@@ -50,6 +50,8 @@ from imnm_ingest.domain.conversion import (
     INVALID_FIELD,
     MISSING_FIELD,
     ConversionRejected,
+    administrations_a_day,
+    daily_frequency,
     days_between_administrations,
 )
 from imnm_ingest.domain.fhir_values import aware_datetime, concept_text, quantity_unit
@@ -277,28 +279,26 @@ def _daily_total(given: list[dict[str, Any]]) -> dict[str, Any] | None:
         dose, frequency = fields.get("dose"), fields.get("frequency")
         if dose is None:
             return None
+        times_a_day = None if frequency is None else administrations_a_day(frequency)
         unit = knowledge.per_day_unit(dose["unit"])
         if unit is not None:  # already a daily amount ("mg/d"): the frequency only divides it
             per_day = 1.0
-            times_a_day = 1.0 if frequency is None else _times_a_day(frequency)
-            if frequency is None:
-                administrations = None
-        elif frequency is not None:
-            unit = dose["unit"].strip().lower()
-            per_day = times_a_day = _times_a_day(frequency)
+        elif times_a_day is not None:
+            unit, per_day = dose["unit"].strip().lower(), times_a_day
         else:
             return None  # how often is unknown
-        if times_a_day < 1.0 - 1e-9:
+        if times_a_day is not None and times_a_day < 1.0 - 1e-9:
             return None  # less often than daily: a daily amount would make it daily
         if (amount_unit is not None and unit != amount_unit) or not _is_mass(unit):
             return None
         amount_unit = unit
         per_day_total += float(dose["value"]) * per_day
-        if administrations is not None:
-            administrations += times_a_day
+        administrations = (None if administrations is None or times_a_day is None
+                           else administrations + times_a_day)
     fields = {"dose": {"value": round(per_day_total, 9), "unit": f"{amount_unit}/d"}}
-    if administrations is not None and abs(administrations - round(administrations)) < 1e-9:
-        fields["frequency"] = {"times": round(administrations), "period": 1.0, "unit": "d"}
+    frequency = None if administrations is None else daily_frequency(administrations)
+    if frequency is not None:
+        fields["frequency"] = frequency
     return fields
 
 
@@ -318,11 +318,6 @@ def _total_at_one_frequency(given: list[dict[str, Any]]) -> dict[str, Any] | Non
     total = sum(float(fields["dose"]["value"]) for fields in given)
     return {"dose": {"value": round(total, 9), "unit": first["dose"]["unit"]},
             "frequency": first["frequency"]}
-
-
-def _times_a_day(frequency: dict[str, Any]) -> float:
-    days = days_between_administrations(frequency)
-    return 1.0 / days if days > 0 else 0.0
 
 
 def _is_mass(unit: str) -> bool:

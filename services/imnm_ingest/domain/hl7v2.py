@@ -40,7 +40,9 @@ from imnm_ingest.domain.conversion import (
     NOT_PARSEABLE,
     UNSUPPORTED,
     ConversionRejected,
+    administrations_a_day,
     canonical,
+    daily_frequency,
     days_between_administrations,
     put_present,
 )
@@ -215,11 +217,7 @@ def _parse(message: bytes | str) -> list[_Segment]:
 
 def _timestamp(raw: str, field: str, local_tz: tzinfo, where: str = "") -> str:
     """An HL7 DTM (YYYY[MM[DD[HH[MM[SS[.S+]]]]]][+/-ZZZZ]) as RFC 3339 with an offset."""
-    at = _datetime(raw, local_tz)
-    if at is None:
-        raise ConversionRejected(
-            f"{field}: not an HL7 timestamp {_short(raw)}{where}", INVALID_FIELD
-        )
+    at = _instant(raw, field, local_tz, where)
     utc_offset = at.utcoffset()
     if utc_offset is None:
         raise ValueError(f"local_tz {local_tz!r} gives no UTC offset")  # the caller's bug
@@ -228,6 +226,16 @@ def _timestamp(raw: str, field: str, local_tz: tzinfo, where: str = "") -> str:
         # minutes, so state the same instant in UTC.
         at = at.astimezone(UTC)
     return at.isoformat()
+
+
+def _instant(raw: str, field: str, local_tz: tzinfo, where: str = "") -> datetime:
+    """An HL7 DTM as a datetime; not one is refused naming ``field``."""
+    at = _datetime(raw, local_tz)
+    if at is None:
+        raise ConversionRejected(
+            f"{field}: not an HL7 timestamp {_short(raw)}{where}", INVALID_FIELD
+        )
+    return at
 
 
 def _datetime(raw: str, local_tz: tzinfo) -> datetime | None:
@@ -681,10 +689,7 @@ def _parallel_frequency(given: list[dict[str, Any] | None]) -> dict[str, Any] | 
     first = known[0]
     if all((f["period"], f["unit"]) == (first["period"], first["unit"]) for f in known):
         return {**first, "times": sum(f["times"] for f in known)}
-    a_day = sum(1.0 / days_between_administrations(f) for f in known)
-    if abs(a_day - round(a_day)) < 1e-9:
-        return {"times": round(a_day), "period": 1.0, "unit": "d"}
-    return None
+    return daily_frequency(sum(administrations_a_day(f) for f in known))
 
 
 def _frequency(pattern: str) -> dict[str, Any] | None:
@@ -817,21 +822,11 @@ def _timing_end(
     (end_field, end_raw), (start_field, start_raw) = timing.end, timing.start
     (duration_field, duration), (count_field, count) = timing.duration, timing.occurrences
     if end_raw:
-        ends_at = _datetime(end_raw, local_tz)
-        if ends_at is None:
-            raise ConversionRejected(
-                f"{end_field}: not an HL7 timestamp {_short(end_raw)}{where}", INVALID_FIELD)
+        ends_at = _instant(end_raw, end_field, local_tz, where)
         if _is_date_alone(end_raw):
             ends_at += timedelta(days=1)  # "until 20250112": that day is given too
     else:
-        starts_at = ordered_at
-        if start_raw:
-            started = _datetime(start_raw, local_tz)
-            if started is None:
-                raise ConversionRejected(
-                    f"{start_field}: not an HL7 timestamp {_short(start_raw)}{where}",
-                    INVALID_FIELD)
-            starts_at = started
+        starts_at = _instant(start_raw, start_field, local_tz, where) if start_raw else ordered_at
         given = timing.frequency or frequency
         if duration is not None:
             ends_at, end_field = starts_at + duration, duration_field

@@ -8,7 +8,7 @@ Unknown fields are ignored so producers can add fields without breaking us.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal, NamedTuple, get_args
 
 import orjson
 from pydantic import (
@@ -46,16 +46,21 @@ def body_weight_in_kg(value: float, unit: str | None) -> float | None:
 # (1 ukat/L = 60 U/L), so CK 5 ukat/L, 300 U/L and above the upper limit, read as 5 U/L looked
 # low; some labs give tacrolimus in nmol/L (804 g/mol: 1 nmol/L = 0.804 ng/mL).
 TACROLIMUS_TROUGH_LOINCS = frozenset({"11253-2", "77348-1", "74097-7"})
-# Lower case, and the UCUM spelling; micro as the micro sign or the Greek mu.
-_CK_UNITS = {"u/l": 1.0, "iu/l": 1.0, "[iu]/l": 1.0, "ukat/l": 60.0, "\u00b5kat/l": 60.0,
-             "\u03bckat/l": 60.0, "nkat/l": 0.06,
-             "U/L": 1.0, "[IU]/L": 1.0, "ukat/L": 60.0, "nkat/L": 0.06}
-_TACROLIMUS_UNITS = {"ng/ml": 1.0, "ug/l": 1.0, "\u00b5g/l": 1.0, "\u03bcg/l": 1.0,
-                     "mcg/l": 1.0, "nmol/l": 0.804, "ng/mL": 1.0, "ug/L": 1.0, "nmol/L": 0.804}
-# LOINC -> (the units it is read in, as told in a refusal; their factors to the rules' unit)
-RULE_UNITS: dict[str, tuple[str, dict[str, float]]] = {
-    CREATINE_KINASE_LOINC: ("U/L, IU/L, ukat/L or nkat/L", _CK_UNITS),
-    **dict.fromkeys(TACROLIMUS_TROUGH_LOINCS, ("ng/mL, ug/L, mcg/L or nmol/L", _TACROLIMUS_UNITS)),
+class RuleUnit(NamedTuple):
+    unit: str  # as UCUM spells it, and nearly every result
+    told: str  # the units it is read in, as a refusal names them
+    factors: dict[str, float]  # lower-cased unit -> factor to ``unit``; micro as the micro
+    # sign or the Greek mu
+
+
+_CK = RuleUnit("U/L", "U/L, IU/L, ukat/L or nkat/L", {
+    "u/l": 1.0, "iu/l": 1.0, "[iu]/l": 1.0, "ukat/l": 60.0, "\u00b5kat/l": 60.0,
+    "\u03bckat/l": 60.0, "nkat/l": 0.06})
+_TACROLIMUS = RuleUnit("ng/mL", "ng/mL, ug/L, mcg/L or nmol/L", {
+    "ng/ml": 1.0, "ug/l": 1.0, "\u00b5g/l": 1.0, "\u03bcg/l": 1.0, "mcg/l": 1.0,
+    "nmol/l": 0.804})
+RULE_UNITS: dict[str, RuleUnit] = {
+    CREATINE_KINASE_LOINC: _CK, **dict.fromkeys(TACROLIMUS_TROUGH_LOINCS, _TACROLIMUS),
 }
 
 
@@ -64,11 +69,9 @@ def factor_to_rule_unit(loinc: str, unit: str | None) -> float | None:
     ``RULE_UNITS``): 1 for another test or a result without a unit (read as in the rules' unit),
     None for a unit the test is not reported in."""
     known = RULE_UNITS.get(loinc)
-    if known is None or not unit:
+    if known is None or not unit or unit == known.unit:
         return 1.0
-    factors = known[1]
-    factor = factors.get(unit)  # spelled as UCUM does, as nearly every result is
-    return factor if factor is not None else factors.get(unit.strip().lower())
+    return known.factors.get(unit.strip().lower())
 
 # LabResultEvent field rules, shared with the converters.
 LOINC_PATTERN = r"^[0-9]{1,7}-[0-9]$"
@@ -132,7 +135,7 @@ class LabResultEvent(_Envelope):
         if factor is None:
             raise ValueError(
                 f"unit: {self.unit!r} is not a unit this test is reported in "
-                f"({RULE_UNITS[self.loinc][0]})"
+                f"({RULE_UNITS[self.loinc].told})"
             )
         if (
             self.loinc == CREATINE_KINASE_LOINC

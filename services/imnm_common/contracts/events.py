@@ -242,6 +242,14 @@ class MedicationOrderEvent(_Envelope):
         description="When the order's last dose is given (a course for a fixed time): from "
         "then on the order is completed. After occurred_at and after every step's starts_at.",
     )
+    reported: bool | None = Field(
+        default=None,
+        description="true: a medication the patient is reported to take (a medication list: "
+        "FHIR MedicationStatement), not a hospital order. It counts as an order does for the "
+        "statin, prophylaxis and steroid-sparing rules, but a reported glucocorticoid is not "
+        "counted: the inpatient order that continues it would count the dose twice. Absent "
+        "or false: a hospital order.",
+    )
 
     # Field validators run only for a field that is present: most orders carry neither field,
     # and validating every order event is the replay's ceiling.

@@ -245,16 +245,25 @@ def _record_order(state: PatientState, event: MedicationOrderEvent, at: float) -
     # not carry that text in the state, which every table write copies.
     methotrexate = "methotrexate" in recognition.agents
     quoted = DrugClass.STATIN in recognition.classes or methotrexate
-    dosing = (recognition.prednisone_factor, methotrexate, quoted, state.body_weights)
+    # an order's kind is its first version's, as its drug classes are
+    reported = order.reported if order is not None else bool(event.reported)
+    factor = None if reported else recognition.prednisone_factor  # not summed: see below
+    dosing = (factor, methotrexate, quoted, state.body_weights)
     version = _order_version(at, event.status, event.event_id, event.dose, event.frequency,
                              *dosing)
     if order is None:
+        classes = recognition.classes
+        if reported:
+            # The patient's list names what the inpatient order continuing it names too: summed,
+            # one prednisone dose would count twice. The hospital's glucocorticoid orders count.
+            classes = classes - {DrugClass.GLUCOCORTICOID}
         order = MedicationOrder(
             order_id=event.order_id,
-            classes=sorted(c.value for c in recognition.classes),
+            classes=sorted(c.value for c in classes),
             agents=list(recognition.agents) if quoted else [],
             label=(med.name or recognition.agents[0]) if quoted else "",
             counts_after_last_dose_days=recognition.counts_after_last_dose_days,
+            reported=reported,
         )
         state.orders[event.order_id] = order
     if order.versions and order.versions[-1].at > at:

@@ -174,21 +174,32 @@ def statin_active(ctx: RuleContext) -> list[Finding]:
         if state.antibody == "anti-HMGCR":
             context.append("anti-HMGCR antibodies are positive")
         why = f" ({'; '.join(context)})" if context else ""
+        dose = version.dose_text or "dose n/a"
+        since_day = day(order.in_force_since(p.at) or p.at)
+        if order.reported:
+            # taken at home, not given here: the patient stops it, and the list must say so
+            summary = f"Statin on the medication list ({order.label}) in a patient with IMNM"
+            said = (f"The medication list ({order.order_id}) says the patient takes {order.label} "
+                    f"({dose}), {version.status} since {since_day}.")
+            stop = "Tell the patient to stop the statin now, and mark it stopped on the list"
+        else:
+            summary = f"Active statin order ({order.label}) in a patient with IMNM"
+            said = f"Order {order.order_id} for {order.label} ({dose}) is {version.status} " \
+                   f"since {since_day}."
+            stop = "Discontinue the statin now and do not re-challenge"
         findings.append(
             Finding(
                 slot=f"statin_active:{order.order_id}",
                 rule="statin_active",
                 since=since,
-                summary=f"Active statin order ({order.label}) in a patient with IMNM",
+                summary=summary,
                 detail=(
-                    f"Order {order.order_id} for {order.label} ({version.dose_text or 'dose n/a'})"
-                    f" is {version.status} since {day(order.in_force_since(p.at) or p.at)}. "
-                    f"Statins can trigger and sustain anti-HMGCR necrotizing myopathy{why}; "
+                    f"{said} Statins can trigger and sustain anti-HMGCR necrotizing myopathy{why}; "
                     "statin therapy must be discontinued immediately and permanently."
                 ),
                 evidence=[version.event_id, *_diagnosis_evidence(ctx)],
                 suggestions=[
-                    "Discontinue the statin now and do not re-challenge",
+                    stop,
                     "Record statin intolerance (HMGCR myopathy) as an allergy/contraindication",
                     "If lipid lowering is needed, discuss non-statin options with the prescriber",
                 ],
@@ -738,7 +749,9 @@ RULES: dict[str, tuple[RuleInfo, Callable[[RuleContext], list[Finding]]]] = {
     "statin_active": (
         RuleInfo("statin_active", "critical",
                  (f"{SEED}: statin-associated IMNM, discontinue statin immediately and "
-                  "permanently",), "the statin order is no longer active or on hold",
+                  "permanently",),
+                 "the statin order, or the statin on the medication list, is no longer active or "
+                 "on hold",
                  immediate=True),
         statin_active,
     ),

@@ -70,6 +70,9 @@ class MedicationOrder:
     # The latest version from an order event, once a scheduled step came after it (None: the
     # latest version is that one). A later order event replaces the schedule from its time on.
     ordered_at: float | None = None
+    # From a medication list (FHIR MedicationStatement): what the patient is reported to take,
+    # not a hospital order. Its alerts say so, and a statin there is stopped by the patient.
+    reported: bool = False
 
     @property
     def latest(self) -> OrderVersion:
@@ -260,11 +263,12 @@ class PatientState:
             judged_under=judged_under,
         )
         if max(map(len, orders), default=0) > _ORDER_ROW_WITHOUT_SCHEDULE:
-            for row in orders:  # the few orders written as a taper
+            for row in orders:  # the few orders written as a taper or reported
                 if len(row) > _ORDER_ROW_WITHOUT_SCHEDULE:
                     order = state.orders[row[0]]
                     order.ordered_at = row[6]
                     order.schedule = tuple(_version(v) for v in row[7])
+                    order.reported = len(row) > _ORDER_ROW_WITHOUT_REPORTED and row[8]
             state.note_schedules()
         return state
 
@@ -291,7 +295,9 @@ class PatientState:
 
 
 DAY = 86_400.0
-_FORMAT = 7
+_FORMAT = 8
+# Format 7: no reported medications (an order row ends at its schedule); still read.
+_FORMAT_WITHOUT_REPORTED = 7
 # Format 6: orders without a dose schedule (their rows end at the versions, as a format 7 row
 # does when the order has none); still read.
 _FORMAT_WITHOUT_SCHEDULES = 6
@@ -300,9 +306,10 @@ _FORMAT_WITHOUT_WEIGHTS = 5
 # Format 4: five-field lab rows, six-field order versions, no judged_under; still read.
 _FORMAT_WITHOUT_COMPARATOR = 4
 _FORMAT_WITHOUT_SETTLED = 3  # written before orders were settled; still read
-_FIELDS = 18  # of a format 7 value
+_FIELDS = 18  # of a format 8 value
 _FORMATS_READ = frozenset({
-    _FORMAT, _FORMAT_WITHOUT_SCHEDULES, _FORMAT_WITHOUT_WEIGHTS, _FORMAT_WITHOUT_COMPARATOR,
+    _FORMAT, _FORMAT_WITHOUT_REPORTED, _FORMAT_WITHOUT_SCHEDULES, _FORMAT_WITHOUT_WEIGHTS,
+    _FORMAT_WITHOUT_COMPARATOR,
     _FORMAT_WITHOUT_SETTLED,
 })
 
@@ -321,15 +328,18 @@ def _lab_value(row: list[Any]) -> LabValue:
 
 
 _ORDER_ROW_WITHOUT_SCHEDULE = 6  # order_id, classes, agents, label, counts after, versions
+_ORDER_ROW_WITHOUT_REPORTED = 8  # ... then ordered_at and the schedule
 
 
 def _order_row(order: MedicationOrder) -> list[Any]:
     row: list[Any] = [order.order_id, order.classes, order.agents, order.label,
                       order.counts_after_last_dose_days, order.versions]
-    if order.schedule or order.ordered_at is not None:
-        # Only orders written as a taper carry these: every other order's row stays as short
-        # as in format 6, and every table write copies every row.
+    if order.schedule or order.ordered_at is not None or order.reported:
+        # Only orders written as a taper (or reported) carry these: every other order's row
+        # stays as short as in format 6, and every table write copies every row.
         row += [order.ordered_at, order.schedule]
+        if order.reported:
+            row.append(True)
     return row
 
 

@@ -1,4 +1,5 @@
-"""FHIR R4 JSON -> events.v1: Observation, MedicationRequest and Condition, alone or in a Bundle.
+"""FHIR R4 JSON -> events.v1: Observation, MedicationRequest, MedicationStatement and Condition,
+alone or in a Bundle.
 
 Pure: no I/O, no clock. Every resource is validated with its fhir.resources model (R4B, which is
 wire-compatible with R4 for these resources) before anything is read from it, and every converted
@@ -13,6 +14,9 @@ What is converted:
   but ``hasMember`` or ``component``) -> nothing: its members arrive as Observations of their own.
 * ``MedicationRequest`` -> ``medication_order``, except ``doNotPerform: true`` (an order *not* to
   give the drug) -> nothing.
+* ``MedicationStatement`` (the patient's medication list) -> ``medication_order`` with
+  ``reported: true`` and ``order_id`` ``MedicationStatement/<key>``: a statin there is a hazard,
+  prophylaxis there is cover, a glucocorticoid there is not summed (docs/rules.md).
 * ``Condition`` coding immune-mediated necrotizing myopathy -> ``diagnosis`` (``"IMNM"``); any
   other condition -> nothing.
 * Any other resource type alone is ``unsupported_message``; inside a Bundle it is skipped
@@ -32,9 +36,11 @@ Conventions an integration has to know:
   ``issued`` (the first present one must be an instant: ``issued`` is the report time, not a
   stand-in for a date-only collection time). MedicationRequest: ``meta.lastUpdated`` (when this
   version was made: a status change is a new version) then ``authoredOn``; for ``versionId`` "1"
-  (the order as created) ``authoredOn`` first. Condition: ``recordedDate``, ``onsetDateTime``,
-  ``meta.lastUpdated``; for a later version (``versionId`` other than "1") ``meta.lastUpdated``
-  first.
+  (the order as created) ``authoredOn`` first. MedicationStatement: the same with
+  ``dateAsserted`` for ``authoredOn``, then ``effectiveDateTime`` | ``effectivePeriod.start``;
+  ``effectivePeriod.end`` of a statement in force is its ``ends_at``. Condition:
+  ``recordedDate``, ``onsetDateTime``, ``meta.lastUpdated``; for a later version (``versionId``
+  other than "1") ``meta.lastUpdated`` first.
 * **Ids**: the resource key is ``id``, else ``identifier[0].value``. ``event_id`` is
   ``fhir:<Type>/<key>/<meta.versionId>``; without a versionId it is
   ``fhir:<Type>/<key>/<digest>``, a digest of the converted event, so a redelivery is a duplicate
@@ -63,6 +69,7 @@ from fhir.resources.R4B.condition import Condition
 from fhir.resources.R4B.identifier import Identifier
 from fhir.resources.R4B.medication import Medication
 from fhir.resources.R4B.medicationrequest import MedicationRequest
+from fhir.resources.R4B.medicationstatement import MedicationStatement
 from fhir.resources.R4B.meta import Meta
 from fhir.resources.R4B.observation import Observation
 from fhir.resources.R4B.patient import Patient
@@ -71,6 +78,7 @@ from fhir.resources.R4B.reference import Reference
 from pydantic import BaseModel, ValidationError
 
 from imnm_common.contracts.events import COMPARATORS, CanonicalEvent, MedicationOrderEvent
+from imnm_common.domain.state import IN_FORCE_STATUSES
 from imnm_ingest.domain.conversion import (
     INVALID_FIELD,
     MISSING_FIELD,
@@ -80,7 +88,7 @@ from imnm_ingest.domain.conversion import (
     canonical,
     put_present,
 )
-from imnm_ingest.domain.fhir_dosage import dosage_fields
+from imnm_ingest.domain.fhir_dosage import Dosages, dosage_fields
 from imnm_ingest.domain.fhir_values import (
     concept_text,
     instant,
@@ -166,7 +174,7 @@ def events_from_fhir(payload: bytes | str) -> list[CanonicalEvent]:
     if resource_type not in _CONVERTERS:
         raise ConversionRejected(
             f"{resource_type}: resource type not converted (Observation, MedicationRequest, "
-            "Condition, or a Bundle holding them)", UNSUPPORTED,
+            "MedicationStatement, Condition, or a Bundle holding them)", UNSUPPORTED,
         )
     return _convert(document, _Context())
 
@@ -398,33 +406,122 @@ def _medication_request(raw: dict[str, Any], context: _Context) -> list[EventObj
         "status": status,
     }
     event["medication"], product = _ordered_medication(request, context)
-
-    def in_mass(dose: dict[str, Any]) -> dict[str, Any]:
-        if dose_form_unit(dose["unit"]) is None:
-            return dose
-        return dose_as_written_or_mg(dose["value"], dose["unit"], _strength(request, product))
-
-    event.update(dosage_fields(request, event["occurred_at"], in_mass))
+    dosages = Dosages(request.dosageInstruction or [], "MedicationRequest.dosageInstruction",
+                      event["status"], request.authoredOn)
+    event.update(dosage_fields(dosages, event["occurred_at"], _in_mass(request, product)))
     event["event_id"] = _event_id("MedicationRequest", key, meta, event)
     return [event]
 
 
+# ---------------------------------------------------------------------------------------------
+# MedicationStatement -> medication_order, reported
+# What the patient is said to take, in events.v1's order statuses: "intended" (not taken yet) is
+# not in force, as a draft order is not; "not-taken" is a stop.
+_STATEMENT_STATUS = {
+    "active": "active",
+    "on-hold": "on-hold",
+    "completed": "completed",
+    "stopped": "stopped",
+    "not-taken": "stopped",
+    "intended": "draft",
+    "entered-in-error": "entered-in-error",
+    "unknown": "unknown",
+}
+
+
+def _medication_statement(raw: dict[str, Any], context: _Context) -> list[EventObject]:
+    statement = _validate(MedicationStatement, raw)
+    status = _mapped(statement.status, _STATEMENT_STATUS, "MedicationStatement.status")
+    key = _key(statement.id, statement.identifier, "MedicationStatement")
+    meta = statement.meta
+    period = statement.effectivePeriod
+    asserted = [("MedicationStatement.meta.lastUpdated", meta.lastUpdated if meta else None),
+                ("MedicationStatement.dateAsserted", statement.dateAsserted)]
+    if meta is not None and meta.versionId == "1":
+        asserted.reverse()  # the statement as first made: asserted at dateAsserted
+    # Then when it is taken: the list's entry counts from when it was said, not from a start
+    # years back, unless nothing else says when.
+    effective_start = statement.effectiveDateTime or (period.start if period else None)
+    occurred_at = _first_instant([
+        *asserted,
+        ("MedicationStatement.effectiveDateTime", statement.effectiveDateTime),
+        ("MedicationStatement.effectivePeriod.start", period.start if period else None),
+    ])
+    event: EventObject = {
+        "event_type": "medication_order",
+        "patient_id": _patient_id(statement.subject, "MedicationStatement", context),
+        "occurred_at": occurred_at,
+        "source": SOURCE,
+        # apart from any MedicationRequest of the same id
+        "order_id": f"MedicationStatement/{key}",
+        "status": status,
+        "reported": True,
+    }
+    event["medication"], product = _ordered_medication(statement, context)
+    dosages = Dosages(statement.dosage or [], "MedicationStatement.dosage", status,
+                      effective_start)
+    event.update(dosage_fields(dosages, occurred_at, _in_mass(statement, product)))
+    if period is not None and period.end is not None and status in IN_FORCE_STATUSES:
+        _put_statement_end(event, period.end)
+    event["event_id"] = _event_id("MedicationStatement", key, meta, event)
+    return [event]
+
+
+def _put_statement_end(event: EventObject, end: object) -> None:
+    """``effectivePeriod.end``: taken until then. The dosage's own end, when earlier, stands."""
+    element = "MedicationStatement.effectivePeriod.end"
+    ends_at = datetime.fromisoformat(instant(end, element))
+    if ends_at <= datetime.fromisoformat(event["occurred_at"]):
+        raise ConversionRejected(
+            f"{element}: {ends_at.isoformat()} is not after this version of a statement still "
+            f"{event['status']} ({event['occurred_at']}); send it completed or stopped",
+            INVALID_FIELD,
+        )
+    steps = event.get("dose_schedule") or []
+    if steps and ends_at <= datetime.fromisoformat(steps[-1]["starts_at"]):
+        raise ConversionRejected(
+            f"{element}: {ends_at.isoformat()} is not after the last dosage step "
+            f"({steps[-1]['starts_at']})",
+            INVALID_FIELD,
+        )
+    current = event.get("ends_at")
+    if current is None or ends_at < datetime.fromisoformat(current):
+        event["ends_at"] = ends_at.isoformat()
+
+
+_MedicationResource = MedicationRequest | MedicationStatement
+
+
+def _in_mass(
+    resource: _MedicationResource, product: Medication | None
+) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """A dose in tablets or mL as a mass, where the product's strength says it."""
+
+    def in_mass(dose: dict[str, Any]) -> dict[str, Any]:
+        if dose_form_unit(dose["unit"]) is None:
+            return dose
+        return dose_as_written_or_mg(dose["value"], dose["unit"], _strength(resource, product))
+
+    return in_mass
+
+
 def _ordered_medication(
-    request: MedicationRequest, context: _Context
+    resource: _MedicationResource, context: _Context
 ) -> tuple[dict[str, str], Medication | None]:
     """The events.v1 medication, and the Medication resource when the message carries one
     (its ingredient strength can turn a dose in tablets into a mass)."""
-    if request.medicationCodeableConcept is not None:
-        return _medication_from(request.medicationCodeableConcept,
-                                "MedicationRequest.medicationCodeableConcept"), None
-    element = "MedicationRequest.medicationReference"
-    reference = request.medicationReference
+    name = resource.get_resource_type()
+    if resource.medicationCodeableConcept is not None:
+        return _medication_from(resource.medicationCodeableConcept,
+                                f"{name}.medicationCodeableConcept"), None
+    element = f"{name}.medicationReference"
+    reference = resource.medicationReference
     if reference is None:  # the model requires medication[x]; kept for the type checker
         raise ConversionRejected(f"{element}: no medication", MISSING_FIELD)
     target = reference.reference or ""
     medication: Medication | None = None
     if target.startswith("#"):
-        for contained in request.contained or []:
+        for contained in resource.contained or []:
             if isinstance(contained, Medication) and contained.id == target[1:]:
                 medication = contained
                 break
@@ -460,7 +557,7 @@ def _medication_from(concept: CodeableConcept, element: str) -> dict[str, str]:
     return medication
 
 
-def _strength(request: MedicationRequest, product: Medication | None) -> Strength | None:
+def _strength(resource: _MedicationResource, product: Medication | None) -> Strength | None:
     """The ordered product's strength, which turns a dose in tablets or mL into a mass: its
     Medication's ingredient strength, else the one its names state ("predniSONE 20 MG Oral
     Tablet", an RxNorm clinical drug's display)."""
@@ -469,7 +566,7 @@ def _strength(request: MedicationRequest, product: Medication | None) -> Strengt
         return None  # a combination product's dose is not one ingredient's mass
     if active and active[0].strength is not None:
         return _ratio_strength(active[0].strength)
-    concept = request.medicationCodeableConcept or (product.code if product else None)
+    concept = resource.medicationCodeableConcept or (product.code if product else None)
     if concept is None:
         return None
     names = [concept.text, *(coding.display for coding in concept.coding or [])]
@@ -666,5 +763,6 @@ def _codes(concept: CodeableConcept | None) -> list[str]:
 _CONVERTERS: dict[str, Callable[[dict[str, Any], _Context], list[EventObject]]] = {
     "Observation": _observation,
     "MedicationRequest": _medication_request,
+    "MedicationStatement": _medication_statement,
     "Condition": _condition,
 }

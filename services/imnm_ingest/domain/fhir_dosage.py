@@ -1,5 +1,5 @@
-"""``MedicationRequest.dosageInstruction`` -> the events.v1 dose, frequency, route, dose schedule
-and end of an order.
+"""``MedicationRequest.dosageInstruction`` (or ``MedicationStatement.dosage``) -> the events.v1
+dose, frequency, route, dose schedule and end of an order.
 
 A taper is commonly one MedicationRequest with one dosage instruction per step ("60 mg daily
 for 14 days, then 40 mg daily for 14 days, ..."): ``sequence`` orders the steps and each step's
@@ -41,7 +41,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from fhir.resources.R4B.dosage import Dosage
-from fhir.resources.R4B.medicationrequest import MedicationRequest
 from fhir.resources.R4B.timing import TimingRepeat
 
 from imnm_common.domain import knowledge
@@ -100,28 +99,37 @@ class _Step:
     concurrent: tuple[tuple[int, Dosage], ...] = ()
 
 
-def dosage_fields(
-    request: MedicationRequest, occurred_at: str, dose_in_mass: DoseInMass
-) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class Dosages:
+    """A resource's dosage instructions and what placing them needs."""
+
+    instructions: list[Dosage]
+    element: str  # "MedicationRequest.dosageInstruction": the reasons name the instruction
+    status: str  # events.v1's: only an order in force has later steps and an end
+    starts_at: object  # where the first step starts without bounds: an instant, else unused
+
+
+def dosage_fields(dosages: Dosages, occurred_at: str, dose_in_mass: DoseInMass) -> dict[str, Any]:
     """The order's dose, frequency, route and, while it is in force, its ``dose_schedule`` and
     ``ends_at`` (only those present)."""
-    instructions = request.dosageInstruction or []
-    if not instructions:
+    if not dosages.instructions:
         return {}
     version_at = datetime.fromisoformat(occurred_at)
-    steps, ends_at = _placed_steps(instructions, _course_start(request, version_at))
+    first = dosages.starts_at if isinstance(dosages.starts_at, datetime) else version_at
+    steps, ends_at = _placed_steps(dosages, first)
     current = steps[0]
     for step in steps:
         if step.starts_at <= version_at:
             current = step
-    fields = _step_fields(current, dose_in_mass)
+    fields = _step_fields(current, dosages.element, dose_in_mass)
     route = current.dosage.route  # one route per order in events.v1: the current step's
     if route is not None and (route_text := concept_text(route)) is not None:
         fields["route"] = route_text
-    if request.status not in IN_FORCE_STATUSES:
+    if dosages.status not in IN_FORCE_STATUSES:
         return fields  # a stopped order's later steps and end say nothing any more
     schedule = [
-        {"starts_at": step.starts_at.isoformat(), **_step_fields(step, dose_in_mass)}
+        {"starts_at": step.starts_at.isoformat(),
+         **_step_fields(step, dosages.element, dose_in_mass)}
         for step in steps
         if step.starts_at > version_at and step is not current
     ]
@@ -130,34 +138,30 @@ def dosage_fields(
     if ends_at is not None:
         if ends_at <= version_at:
             raise ConversionRejected(
-                f"MedicationRequest.dosageInstruction: the dosage ended at "
-                f"{ends_at.isoformat()}, before this version of an order still {request.status} "
-                f"({occurred_at}); send the order completed or stopped",
+                f"{dosages.element}: the dosage ended at {ends_at.isoformat()}, before this "
+                f"version of an order still {dosages.status} ({occurred_at}); send the order "
+                "completed or stopped",
                 INVALID_FIELD,
             )
         fields["ends_at"] = ends_at.isoformat()
     return fields
 
 
-def _course_start(request: MedicationRequest, version_at: datetime) -> datetime:
-    authored = request.authoredOn
-    return authored if isinstance(authored, datetime) else version_at
-
-
 def _placed_steps(
-    instructions: list[Dosage], course_start: datetime
+    dosages: Dosages, course_start: datetime
 ) -> tuple[list[_Step], datetime | None]:
     """The steps in time order and the end of the last one (None when it is open-ended)."""
     ordered = sorted(
-        enumerate(instructions),
+        enumerate(dosages.instructions),
         key=lambda item: (item[1].sequence is None, item[1].sequence or 0, item[0]),
     )
     steps: list[_Step] = []
     ends_at: datetime | None = None
     for index, dosage in ordered:
-        element = f"MedicationRequest.dosageInstruction[{index}].timing.repeat"
+        element = f"{dosages.element}[{index}].timing.repeat"
         if steps and dosage.sequence is not None and dosage.sequence == steps[-1].dosage.sequence:
-            _check_concurrent_bounds(steps[-1], ends_at, index, dosage, element)
+            sibling = f"{dosages.element.rpartition('.')[2]}[{steps[-1].index}]"
+            _check_concurrent_bounds(steps[-1], ends_at, sibling, dosage, element)
             last = steps[-1]
             steps[-1] = _Step(last.starts_at, last.index, last.dosage,
                               (*last.concurrent, (index, dosage)))
@@ -185,7 +189,7 @@ def _placed_steps(
 
 
 def _check_concurrent_bounds(
-    step: _Step, step_ends_at: datetime | None, index: int, dosage: Dosage, element: str
+    step: _Step, step_ends_at: datetime | None, sibling: str, dosage: Dosage, element: str
 ) -> None:
     """A concurrent instruction without bounds shares its step's; one with bounds of its own must
     start and end with it, since events.v1 gives a step one dose."""
@@ -197,7 +201,7 @@ def _check_concurrent_bounds(
     ends_at = _bounds_end(dosage, starts_at, element)
     if (starts_at, ends_at) != (step.starts_at, step_ends_at):
         raise ConversionRejected(
-            f"{element}: given with dosageInstruction[{step.index}] (the same sequence) but "
+            f"{element}: given with {sibling} (the same sequence) but "
             "bounded differently; concurrent doses that start or end apart cannot be said in "
             "events.v1 (give them different sequence numbers, one step after the other)",
             INVALID_FIELD,
@@ -247,18 +251,19 @@ def _end_of_count(
     return starts_at + timedelta(days=count * days_between_administrations(frequency))
 
 
-def _step_fields(step: _Step, dose_in_mass: DoseInMass) -> dict[str, Any]:
-    fields = _instruction_fields(step.index, step.dosage, dose_in_mass)
+def _step_fields(step: _Step, element: str, dose_in_mass: DoseInMass) -> dict[str, Any]:
+    fields = _instruction_fields(f"{element}[{step.index}]", step.dosage, dose_in_mass)
     if step.concurrent:
-        given = [fields] + [_instruction_fields(i, d, dose_in_mass) for i, d in step.concurrent]
+        given = [fields] + [
+            _instruction_fields(f"{element}[{i}]", d, dose_in_mass) for i, d in step.concurrent
+        ]
         total = _daily_total(given) or _total_at_one_frequency(given)
         if total is not None:
             return total
     return fields
 
 
-def _instruction_fields(index: int, dosage: Dosage, dose_in_mass: DoseInMass) -> dict[str, Any]:
-    element = f"MedicationRequest.dosageInstruction[{index}]"
+def _instruction_fields(element: str, dosage: Dosage, dose_in_mass: DoseInMass) -> dict[str, Any]:
     fields: dict[str, Any] = {}
     dose = _dose(dosage, element)
     if dose is not None:

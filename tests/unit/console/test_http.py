@@ -133,7 +133,9 @@ def test_alert_page_shows_detail_evidence_and_references(console: Console) -> No
     assert "<code>ev-med-17</code>" in body and "<code>ev-lab-4</code>" in body
     assert "ENMC 2016 IMNM guidance" in body and "ACR statin myopathy note" in body
     assert "Discontinue the statin permanently" in body
-    assert "the statin order is no longer active or on hold" in body  # how it resolves
+    # how it resolves
+    assert ("the statin order, or the statin on the medication list, is no longer active or "
+            "on hold") in body
     assert 'data-testid="work-state">needs action' in body
     assert f'action="/alerts/{ALERT}/actions"' in body
     assert 'name="action_id" value="act-' in body

@@ -105,9 +105,10 @@ class Chart:
         eid: str | None = None,
         steps: Sequence[tuple[float, float]] = (),
         ends: float | None = None,
+        reported: bool | None = None,
     ) -> Event:
         """``steps``: (day, dose) of a dose schedule, same unit and frequency; ``ends``: the
-        order's ``ends_at`` day."""
+        order's ``ends_at`` day; ``reported``: from the patient's medication list."""
         medication = {k: v for k, v in (("name", name), ("rxnorm", rxnorm), ("atc", atc)) if v}
         frequency = (
             {"times": times, "period": period, "unit": per}
@@ -126,6 +127,7 @@ class Chart:
             route=route,
             dose_schedule=schedule or None,
             ends_at=None if ends is None else iso(ends),
+            reported=reported,
         )
 
     def pred(

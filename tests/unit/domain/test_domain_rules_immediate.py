@@ -53,7 +53,9 @@ def test_statin_alert_resolves_when_order_leaves_force(chart: Chart, status: str
         ("statin_active", "resolved", 1.0, 5.0),
     ]
     assert transitions[0].alert_id == transitions[1].alert_id
-    assert transitions[1].detail.startswith("Resolved on 2025-01-06: the statin order is no")
+    assert transitions[1].detail.startswith(
+        "Resolved on 2025-01-06: the statin order, or the statin on the medication list, is no"
+    )
 
 
 def test_on_hold_statin_is_still_in_force(chart: Chart) -> None:

@@ -170,6 +170,29 @@ def atorvastatin_order() -> Resource:
     }
 
 
+def atorvastatin_statement() -> Resource:
+    """The medication list: the patient says they take atorvastatin at home."""
+    return {
+        "resourceType": "MedicationStatement",
+        "id": "medst-ator-3001",
+        "meta": {"versionId": "1", "lastUpdated": "2025-01-10T09:15:00+00:00"},
+        "status": "active",
+        "medicationCodeableConcept": {
+            "coding": [{"system": RXNORM, "code": "83367", "display": "atorvastatin"}],
+            "text": "atorvastatin 20 mg tablet",
+        },
+        "subject": {"reference": f"Patient/{MRN}"},
+        "effectivePeriod": {"start": "2023-04-01T00:00:00+00:00"},
+        "dateAsserted": "2025-01-10T09:00:00+00:00",
+        "informationSource": {"reference": f"Patient/{MRN}"},
+        "dosage": [{
+            "timing": {"repeat": {"frequency": 1, "period": 1, "periodUnit": "d"}},
+            "doseAndRate": [{"doseQuantity": {"value": 20, "unit": "mg", "system": UCUM,
+                                              "code": "mg"}}],
+        }],
+    }
+
+
 def imnm_condition() -> Resource:
     return {
         "resourceType": "Condition",

@@ -15,6 +15,7 @@ from fhir_samples import (
     UCUM,
     Resource,
     atorvastatin_order,
+    atorvastatin_statement,
     changed,
     ck_observation,
     hmgcr_observation,
@@ -553,8 +554,9 @@ def test_imnm_and_atorvastatin_bundle_opens_statin_active() -> None:
 # ---------------------------------------------------------------------------------------------
 # anything else is a rejection, never a crash
 _SAMPLES = [ck_observation(), hmgcr_observation(), prednisone_order(), methotrexate_order(),
-            imnm_condition(), bundle("transaction", patient(), imnm_condition(),
-                                     atorvastatin_order(), ck_observation())]
+            atorvastatin_statement(), imnm_condition(),
+            bundle("transaction", patient(), imnm_condition(), atorvastatin_order(),
+                   ck_observation())]
 _json = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(max_size=12) | st.sampled_from(["Patient/x", "2025-01-05", "active", "#m", "wk"]),

@@ -72,7 +72,7 @@ def order(**fields: Any) -> dict[str, Any]:
     base: dict[str, Any] = {
         "event_type": "medication_order", "patient_id": "MRN-1001",
         "source": "hl7v2:PHARMSYS", "dose": None, "frequency": None, "route": None,
-        "dose_schedule": None, "ends_at": None,
+        "dose_schedule": None, "ends_at": None, "reported": None,
     }
     return base | fields
 

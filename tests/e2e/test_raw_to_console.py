@@ -4,7 +4,9 @@ critical statin alert on the console's worklist, explained; a FHIR body weight a
 order in mg/kg become a Pneumocystis prophylaxis alert that names the weight it used, and a
 methotrexate order in tablets with its give strength a dose alert in mg; a prednisone taper
 written as one FHIR order is judged step by step, each step at its own time, a dose split
-into morning and night instructions by its daily total, and an HL7 v2 pulse of 3 doses ends."""
+into morning and night instructions by its daily total, and an HL7 v2 pulse of 3 doses ends;
+the medication list taken on admission (FHIR MedicationStatements) shows the home statin, and its
+home prednisone is not added to the inpatient order that continues it."""
 
 from __future__ import annotations
 
@@ -42,7 +44,8 @@ def test_hl7_and_fhir_in_statin_alert_on_the_worklist(tmp_path: Path) -> None:
                               ("--fhir", "prednisone-taper-in-one-order.fhir.json"),
                               ("--fhir", "prednisone-split-dose.fhir.json"),
                               ("--fhir", "imnm-diagnosis-mrn-2004.fhir.json"),
-                              ("--hl7v2", "methylprednisolone-pulse-then-prednisone.hl7")):
+                              ("--hl7v2", "methylprednisolone-pulse-then-prednisone.hl7"),
+                              ("--fhir", "medication-list-on-admission.fhir.json")):
             sent = subprocess.run(
                 [*imnm_executable(), "send-raw", flag, str(EXAMPLES / example),
                  "--bootstrap", bootstrap],
@@ -86,6 +89,19 @@ def test_hl7_and_fhir_in_statin_alert_on_the_worklist(tmp_path: Path) -> None:
         [calcium] = [a for a in pulse if a["rule"] == "calcium_vitamin_d_missing"]
         assert calcium["detail"].startswith(
             "Glucocorticoid 60 mg/day prednisone-equivalent now"), calcium
+        # The medication list on admission: atorvastatin at home is a critical alert worded as
+        # the patient's own; the home prednisone 20 mg continued as an inpatient order is
+        # 20 mg/day, not 40; calcium with vitamin D at home is cover.
+        listed = _alerts_of(console, "MRN-2005", {"statin_active", "pjp_prophylaxis_missing"})
+        [home_statin] = [a for a in listed if a["rule"] == "statin_active"]
+        assert home_statin["summary"] == (
+            "Statin on the medication list (atorvastatin 40 mg tablet) in a patient with IMNM"
+        ), home_statin
+        assert "fhir:MedicationStatement/home-atorvastatin-2005/1" in home_statin["evidence"]
+        [pjp_listed] = [a for a in listed if a["rule"] == "pjp_prophylaxis_missing"]
+        assert pjp_listed["detail"].startswith(
+            "Glucocorticoid 20 mg/day prednisone-equivalent now"), pjp_listed
+        assert not [a for a in listed if a["rule"] == "calcium_vitamin_d_missing"], listed
     finally:
         code = suite.stop()
     assert code == 0, suite.printed()

@@ -1,7 +1,9 @@
 """examples/raw, as `imnm send-raw` sends them: every message converts, and together they tell
 the clinical story docs/ingest.md describes for MRN-2001, MRN-2002's taper written as one
 FHIR order is judged step by step, MRN-2003's split dose by its daily total, and MRN-2004's
-methylprednisolone pulse of 3 doses (HL7 v2 TQ1-14) ends before the prednisone that follows."""
+methylprednisolone pulse of 3 doses (HL7 v2 TQ1-14) ends before the prednisone that follows, and
+MRN-2005's medication list on admission shows a home statin without doubling the home prednisone
+the inpatient order continues."""
 
 from __future__ import annotations
 
@@ -33,7 +35,8 @@ def converted() -> list[CanonicalEvent]:
 
 def test_every_example_converts_and_tells_the_story() -> None:
     events = converted()
-    assert {e.patient_id for e in events} == {"MRN-2001", "MRN-2002", "MRN-2003", "MRN-2004"}
+    assert {e.patient_id for e in events} == {
+        "MRN-2001", "MRN-2002", "MRN-2003", "MRN-2004", "MRN-2005"}
     assert len({e.event_id for e in events}) == len(events)
     bound = [e for e in events if isinstance(e, LabResultEvent) and e.comparator]
     assert [(e.value, e.comparator) for e in bound] == [(20000.0, ">")]
@@ -70,3 +73,12 @@ def test_every_example_converts_and_tells_the_story() -> None:
     [calcium] = [t for t in transitions
                  if t.rule == "calcium_vitamin_d_missing" and t.patient_id == "MRN-2004"]
     assert calcium.detail.startswith("Glucocorticoid 60 mg/day prednisone-equivalent now")
+    # MRN-2005: the medication list on admission (MedicationStatements) names atorvastatin,
+    # prednisone 20 mg and calcium with vitamin D; the inpatient order continues the prednisone
+    listed = [t for t in transitions if t.patient_id == "MRN-2005" and t.status == "open"]
+    [home_statin] = [t for t in listed if t.rule == "statin_active"]
+    assert home_statin.summary.startswith("Statin on the medication list (atorvastatin")
+    assert home_statin.raised_at == datetime(2025, 1, 20, 9, tzinfo=UTC)  # when the list said so
+    [pjp_listed] = [t for t in listed if t.rule == "pjp_prophylaxis_missing"]
+    assert pjp_listed.detail.startswith("Glucocorticoid 20 mg/day prednisone-equivalent now")
+    assert not [t for t in listed if t.rule == "calcium_vitamin_d_missing"]  # taken at home

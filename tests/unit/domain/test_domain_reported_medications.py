@@ -4,11 +4,16 @@ hospital's order that continues it."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import orjson
 from domain_chart import Chart, only_rules, replay, rows, ts
 
-from imnm_common.domain import engine
+from imnm_common.contracts.alerts import AlertTransition
+from imnm_common.domain import engine, knowledge
+from imnm_common.domain.knowledge import DrugClass
 from imnm_common.domain.state import PatientState
+from imnm_demo.generator import StreamSpec, generate_lines
 
 STATIN = only_rules("statin_active")
 PJP = only_rules("pjp_prophylaxis_missing")
@@ -145,3 +150,58 @@ def test_replaying_with_every_state_stored_and_read_back_changes_nothing(chart: 
     assert replay(chart.events, 90, roundtrip_state=True) == direct
     assert ("statin_active", "resolved", 2.0, 20.0) in rows(direct)
     assert not [t for t in direct if t.rule == "pjp_prophylaxis_missing"]
+
+
+# --------------------------------------------------------------------------------------------
+# The strongest check: a generated year, its medications marked reported
+def _generated_year() -> list[dict[str, Any]]:
+    spec = StreamSpec(patients=80, days=365, seed=23)
+    return [orjson.loads(line) for line in generate_lines(spec)]
+
+
+def _is_glucocorticoid(event: dict[str, Any]) -> bool:
+    medication = event["medication"]
+    recognition = knowledge.recognise(medication.get("rxnorm"), medication.get("atc"),
+                                      medication.get("name"), event.get("route"))
+    return DrugClass.GLUCOCORTICOID in recognition.classes
+
+
+def _comparable(transitions: list[AlertTransition]) -> list[dict[str, Any]]:
+    """Every field but the statin alert's wording, in a stable order."""
+    dumped = []
+    for transition in transitions:
+        fields = transition.model_dump(mode="json")
+        if transition.rule == "statin_active":
+            fields.pop("summary")  # a resolution repeats it
+            if transition.status == "open":
+                fields.pop("detail")
+                fields.pop("suggestions")
+        dumped.append(fields)
+    return sorted(dumped, key=lambda f: (f["raised_at"], f["alert_id"], f["status"]))
+
+
+def test_a_year_alerts_alike_when_every_medication_but_the_glucocorticoids_is_reported() -> None:
+    events = _generated_year()
+    reported = [
+        {**event, "reported": True}
+        if event["event_type"] == "medication_order" and not _is_glucocorticoid(event)
+        else event
+        for event in events
+    ]
+    assert sum(bool(e.get("reported")) for e in reported) > 500
+    as_ordered = replay(events, 400)
+    as_reported = replay(reported, 400)
+    assert _comparable(as_reported) == _comparable(as_ordered)
+    statins = [t for t in as_reported if t.rule == "statin_active" and t.status == "open"]
+    assert statins and all(t.summary.startswith("Statin on the medication list") for t in statins)
+    assert len({t.rule for t in as_ordered}) >= 6  # the rules spoke
+
+
+def test_a_year_alerts_as_without_them_when_its_glucocorticoids_are_reported() -> None:
+    events = _generated_year()
+    glucocorticoids = [e for e in events
+                       if e["event_type"] == "medication_order" and _is_glucocorticoid(e)]
+    assert len(glucocorticoids) > 100
+    reported = [{**e, "reported": True} if e in glucocorticoids else e for e in events]
+    without = [e for e in events if e not in glucocorticoids]
+    assert _comparable(replay(reported, 400)) == _comparable(replay(without, 400))

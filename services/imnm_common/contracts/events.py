@@ -230,12 +230,20 @@ class MedicationOrderEvent(_Envelope):
     dose: Dose | None = None
     frequency: Frequency | None = None
     route: str | None = Field(default=None, max_length=64)
+    starts_at: AwareDatetime | None = Field(
+        default=None,
+        description="When the first dose is due, for an order written ahead of its start "
+        "(\"start prednisone 40 mg on Monday\"): a glucocorticoid counts from then, not from "
+        "occurred_at. Other orders count from occurred_at: a statin or methotrexate hazard is "
+        "stopped before its first dose, and ordered prophylaxis is no missing prophylaxis. At "
+        "or before occurred_at: as if absent.",
+    )
     dose_schedule: list[ScheduledDose] | None = Field(
         default=None, max_length=MAX_DOSE_STEPS,
         description="Later steps of this order, as a taper written in one order: `dose` and "
-        "`frequency` hold from occurred_at until the first step, each step until the next. "
-        "Steps start after occurred_at, in ascending starts_at. A later version of the order "
-        "replaces the whole schedule from its own occurred_at on.",
+        "`frequency` hold from occurred_at (or starts_at) until the first step, each step until "
+        "the next. Steps start after occurred_at and starts_at, in ascending starts_at. A later "
+        "version of the order replaces the whole schedule from its own occurred_at on.",
     )
     ends_at: AwareDatetime | None = Field(
         default=None,
@@ -258,12 +266,12 @@ class MedicationOrderEvent(_Envelope):
     def _steps_in_time_order(
         cls, steps: list[ScheduledDose] | None, info: ValidationInfo
     ) -> list[ScheduledDose] | None:
-        previous = info.data.get("occurred_at")
+        previous = _latest(info.data.get("occurred_at"), info.data.get("starts_at"))
         for index, step in enumerate(steps or ()):
             if previous is not None and step.starts_at <= previous:
                 raise ValueError(
-                    f"dose_schedule.{index}.starts_at: a step starts after occurred_at and "
-                    "after the step before it"
+                    f"dose_schedule.{index}.starts_at: a step starts after occurred_at, after "
+                    "starts_at and after the step before it"
                 )
             previous = step.starts_at
         return steps
@@ -275,10 +283,20 @@ class MedicationOrderEvent(_Envelope):
     ) -> datetime | None:
         # the steps, when valid, are in time order after occurred_at: the last starts latest
         steps = info.data.get("dose_schedule")
-        latest = steps[-1].starts_at if steps else info.data.get("occurred_at")
+        latest = (steps[-1].starts_at if steps
+                  else _latest(info.data.get("occurred_at"), info.data.get("starts_at")))
         if ends_at is not None and latest is not None and ends_at <= latest:
-            raise ValueError("ends_at: the order ends after occurred_at and after its last step")
+            raise ValueError(
+                "ends_at: the order ends after occurred_at, after starts_at and after its last "
+                "step"
+            )
         return ends_at
+
+
+def _latest(occurred_at: datetime | None, starts_at: datetime | None) -> datetime | None:
+    if occurred_at is None or starts_at is None:
+        return occurred_at if starts_at is None else starts_at
+    return max(occurred_at, starts_at)
 
 
 class MuscleAssessmentEvent(_Envelope):

@@ -245,18 +245,23 @@ def _record_order(state: PatientState, event: MedicationOrderEvent, at: float) -
     # not carry that text in the state, which every table write copies.
     methotrexate = "methotrexate" in recognition.agents
     quoted = DrugClass.STATIN in recognition.classes or methotrexate
-    # an order's kind is its first version's, as its drug classes are
+    # an order's kind and drug classes are its first version's
     reported = order.reported if order is not None else bool(event.reported)
-    factor = None if reported else recognition.prednisone_factor  # not summed: see below
+    classes = recognition.classes
+    if reported:
+        # The patient's list names what the inpatient order continuing it names too: summed,
+        # one prednisone dose would count twice. The hospital's glucocorticoid orders count.
+        classes = classes - {DrugClass.GLUCOCORTICOID}
+    factor = None if reported else recognition.prednisone_factor
     dosing = (factor, methotrexate, quoted, state.body_weights)
     version = _order_version(at, event.status, event.event_id, event.dose, event.frequency,
                              *dosing)
+    glucocorticoid = DrugClass.GLUCOCORTICOID in (order.classes if order else classes)
+    starts = _later_start(event, at, version, glucocorticoid)
+    if starts is not None:
+        # written ahead of its first dose: ordered now, given from then (a step of its schedule)
+        version = version._replace(status=NOT_STARTED)
     if order is None:
-        classes = recognition.classes
-        if reported:
-            # The patient's list names what the inpatient order continuing it names too: summed,
-            # one prednisone dose would count twice. The hospital's glucocorticoid orders count.
-            classes = classes - {DrugClass.GLUCOCORTICOID}
         order = MedicationOrder(
             order_id=event.order_id,
             classes=sorted(c.value for c in classes),
@@ -277,10 +282,10 @@ def _record_order(state: PatientState, event: MedicationOrderEvent, at: float) -
         order.versions.append(version)
     order_recorded(state, order, at)
     had_schedule = bool(order.schedule)
-    order.schedule = (
-        _schedule_of(event, version, dosing)
-        if version.in_force and (event.dose_schedule or event.ends_at) else ()
+    given_later = starts is not None or (
+        version.in_force and (event.dose_schedule or event.ends_at)
     )
+    order.schedule = _schedule_of(event, version, dosing, starts) if given_later else ()
     order.ordered_at = None
     if had_schedule or order.schedule:
         state.note_schedules()
@@ -288,6 +293,23 @@ def _record_order(state: PatientState, event: MedicationOrderEvent, at: float) -
         if order.schedule and order.schedule[0].at <= upto:
             _take_scheduled_steps(state, upto)
     return True
+
+
+# The status of a glucocorticoid order's version written ahead of its first dose: not in force
+# (nothing is given yet), so the dose rules count it from ``starts_at``.
+NOT_STARTED = "draft"
+
+
+def _later_start(
+    event: MedicationOrderEvent, at: float, version: OrderVersion, glucocorticoid: bool
+) -> float | None:
+    """When a glucocorticoid order in force starts after its own time: only a glucocorticoid's
+    dose and exposure wait for the first dose. A statin or methotrexate ordered for next week
+    is a hazard to stop now, and prophylaxis ordered is no missing prophylaxis."""
+    if event.starts_at is None or not glucocorticoid or not version.in_force:
+        return None
+    starts = event.starts_at.timestamp()
+    return starts if starts > at else None
 
 
 # How an order's doses become the numbers its rules read: the prednisone factor, whether it is
@@ -320,10 +342,12 @@ def _order_version(
 
 
 def _schedule_of(
-    event: MedicationOrderEvent, first: OrderVersion, dosing: _DosingOf
+    event: MedicationOrderEvent, first: OrderVersion, dosing: _DosingOf, starts: float | None
 ) -> tuple[OrderVersion, ...]:
-    """The versions an order's later dose steps and end become at their times."""
-    schedule = [
+    """The versions an order's first dose (when it starts later), later dose steps and end
+    become at their times."""
+    schedule = [] if starts is None else [first._replace(at=starts, status=event.status)]
+    schedule += [
         _order_version(step.starts_at.timestamp(), event.status, event.event_id, step.dose,
                        step.frequency, *dosing)
         for step in event.dose_schedule or ()

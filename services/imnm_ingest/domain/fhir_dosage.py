@@ -127,6 +127,8 @@ def dosage_fields(dosages: Dosages, occurred_at: str, dose_in_mass: DoseInMass) 
         fields["route"] = route_text
     if dosages.status not in IN_FORCE_STATUSES:
         return fields  # a stopped order's later steps and end say nothing any more
+    if current.starts_at > version_at:  # written ahead: "start Monday"
+        fields["starts_at"] = current.starts_at.isoformat()
     schedule = [
         {"starts_at": step.starts_at.isoformat(),
          **_step_fields(step, dosages.element, dose_in_mass)}
@@ -221,7 +223,14 @@ def _bounds_end(dosage: Dosage, starts_at: datetime, element: str) -> datetime |
     if repeat is None:
         return None
     if repeat.boundsPeriod is not None and repeat.boundsPeriod.end is not None:
-        return aware_datetime(repeat.boundsPeriod.end, f"{element}.boundsPeriod.end")
+        ends_at = aware_datetime(repeat.boundsPeriod.end, f"{element}.boundsPeriod.end")
+        if ends_at <= starts_at:
+            raise ConversionRejected(
+                f"{element}.boundsPeriod.end: {ends_at.isoformat()} is not after the step's "
+                f"start ({starts_at.isoformat()})",
+                INVALID_FIELD,
+            )
+        return ends_at
     duration = repeat.boundsDuration
     if duration is None:
         return _end_of_count(dosage, repeat, starts_at, element)

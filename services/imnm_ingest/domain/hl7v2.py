@@ -541,11 +541,13 @@ def _medication_order(
     frequency = _order_frequency(group, orc, rxe)
     put_present(event, dose=_dose(give, at, where), frequency=frequency,
                 route=(_route(rxr) if rxr is not None else None) or None)
-    if event["status"] in IN_FORCE_STATUSES:  # a stopped order's planned end says nothing more
-        ends_at = _course_end(_course_timings(group, orc, rxe, where), event["occurred_at"],
-                              frequency, local_tz, where)
-        if ends_at is not None:
-            event["ends_at"] = ends_at
+    if event["status"] in IN_FORCE_STATUSES:  # a stopped order's planned course says no more
+        timings = _course_timings(group, orc, rxe, where)
+        put_present(
+            event,
+            starts_at=_course_start(timings, event["occurred_at"], local_tz, where),
+            ends_at=_course_end(timings, event["occurred_at"], frequency, local_tz, where),
+        )
     return event
 
 
@@ -790,6 +792,19 @@ def _occurrences(value: str, field: str, where: str) -> int | None:
     return int(value)
 
 
+def _course_start(
+    timings: list[_CourseTiming], occurred_at: str, local_tz: tzinfo, where: str
+) -> str | None:
+    """When the first dose is due, if after the order's time (an order written ahead: "start
+    Monday"): the earliest start of its timings. None when one of them starts with the order."""
+    ordered_at = datetime.fromisoformat(occurred_at)
+    starts = [_instant(raw, field, local_tz, where) if raw else ordered_at
+              for field, raw in (timing.start for timing in timings)]
+    if not starts or min(starts) <= ordered_at:
+        return None
+    return min(starts).astimezone(UTC).isoformat()
+
+
 def _course_end(
     timings: list[_CourseTiming], occurred_at: str, frequency: dict[str, Any] | None,
     local_tz: tzinfo, where: str,
@@ -825,6 +840,12 @@ def _timing_end(
         ends_at = _instant(end_raw, end_field, local_tz, where)
         if _is_date_alone(end_raw):
             ends_at += timedelta(days=1)  # "until 20250112": that day is given too
+        if start_raw and ends_at <= _instant(start_raw, start_field, local_tz, where):
+            raise ConversionRejected(
+                f"{end_field}: the course ends at {_short(end_raw)}, not after it starts "
+                f"({start_field} {_short(start_raw)}){where}",
+                INVALID_FIELD,
+            )
     else:
         starts_at = _instant(start_raw, start_field, local_tz, where) if start_raw else ordered_at
         given = timing.frequency or frequency

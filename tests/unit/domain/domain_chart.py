@@ -106,9 +106,11 @@ class Chart:
         steps: Sequence[tuple[float, float]] = (),
         ends: float | None = None,
         reported: bool | None = None,
+        starts: float | None = None,
     ) -> Event:
         """``steps``: (day, dose) of a dose schedule, same unit and frequency; ``ends``: the
-        order's ``ends_at`` day; ``reported``: from the patient's medication list."""
+        order's ``ends_at`` day; ``reported``: from the patient's medication list; ``starts``:
+        the day of the first dose, for an order written ahead."""
         medication = {k: v for k, v in (("name", name), ("rxnorm", rxnorm), ("atc", atc)) if v}
         frequency = (
             {"times": times, "period": period, "unit": per}
@@ -127,6 +129,7 @@ class Chart:
             route=route,
             dose_schedule=schedule or None,
             ends_at=None if ends is None else iso(ends),
+            starts_at=None if starts is None else iso(starts),
             reported=reported,
         )
 
@@ -134,10 +137,12 @@ class Chart:
         self, order_id: str, day: float, mg: float, *, status: str = "active",
         drug: str = "prednisone", eid: str | None = None,
         steps: Sequence[tuple[float, float]] = (), ends: float | None = None,
+        starts: float | None = None,
     ) -> Event:
-        """A once-daily oral glucocorticoid order version (``steps``, ``ends``: see ``rx``)."""
+        """A once-daily oral glucocorticoid order version (``steps``, ``ends``, ``starts``: see
+        ``rx``)."""
         return self.rx(order_id, day, drug, dose=mg, status=status, eid=eid, steps=steps,
-                       ends=ends)
+                       ends=ends, starts=starts)
 
     def stop(self, order_id: str, day: float, name: str = "prednisone", *,
              status: str = "stopped", eid: str | None = None) -> Event:

@@ -424,5 +424,37 @@ def test_any_dosage_converts_or_is_refused_with_a_reason(
         assert rejection.reason.startswith(("MedicationRequest", "fhir:")), rejection.reason
     else:
         assert event.order_id == "medrx-pred-3001"
+        begins = event.starts_at or event.occurred_at
+        assert begins >= event.occurred_at
         if event.ends_at is not None:
-            assert event.ends_at > event.occurred_at
+            assert event.ends_at > begins
+
+
+# ---------------------------------------------------------------------------------------------
+# an order written ahead of its first dose
+def test_a_first_step_not_begun_is_the_orders_start() -> None:
+    """Authored 2025-01-06T09:00Z to start on the 13th: the dose counts from then."""
+    event = order_of(taper(step(1, 40, start="2025-01-13T08:00:00+00:00",
+                                end="2025-01-27T08:00:00+00:00"), step(2, 30, days=14)))
+    assert event.starts_at is not None
+    assert event.starts_at.isoformat() == "2025-01-13T08:00:00+00:00"
+    assert event.dose is not None and event.dose.value == 40
+    assert schedule(event) == [("2025-01-27T08:00:00+00:00", 30.0)]
+    begun = order_of(taper(step(1, 40, start="2025-01-06T09:00:00+00:00")))
+    assert begun.starts_at is None
+    stopped = order_of(taper(step(1, 40, start="2025-01-13T08:00:00+00:00"), status="stopped"))
+    assert stopped.starts_at is None
+
+
+def test_written_ahead_the_prophylaxis_falls_due_28_days_after_the_start() -> None:
+    ahead = taper(step(1, 40, start="2025-01-13T08:00:00+00:00"))
+    assert "pjp_prophylaxis_missing" not in rules_judged(ahead, days_after=30)
+    assert "pjp_prophylaxis_missing" in rules_judged(ahead, days_after=36)
+
+
+def test_a_step_ending_before_it_starts_is_refused() -> None:
+    assert reason(taper(step(1, 40, start="2025-01-13T08:00:00+00:00",
+                             end="2025-01-10T08:00:00+00:00")), INVALID_FIELD) == (
+        "MedicationRequest.dosageInstruction[0].timing.repeat.boundsPeriod.end: "
+        "2025-01-10T08:00:00+00:00 is not after the step's start (2025-01-13T08:00:00+00:00)"
+    )

@@ -73,6 +73,7 @@ def order(**fields: Any) -> dict[str, Any]:
         "event_type": "medication_order", "patient_id": "MRN-1001",
         "source": "hl7v2:PHARMSYS", "dose": None, "frequency": None, "route": None,
         "dose_schedule": None, "ends_at": None, "reported": None,
+        "starts_at": None,
     }
     return base | fields
 

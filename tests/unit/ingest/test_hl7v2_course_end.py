@@ -186,5 +186,36 @@ def test_any_timing_converts_or_is_refused_with_a_reason(
         assert rejection.code in {INVALID_FIELD, MISSING_FIELD, INVALID_EVENT}, rejection
         assert rejection.reason.startswith(("TQ1-", "RXE-1", "ORC-7", "RXE-3")), rejection.reason
     else:
-        assert event.ends_at is None or event.ends_at > event.occurred_at
+        begins = event.starts_at or event.occurred_at
+        assert begins >= event.occurred_at
+        assert event.ends_at is None or event.ends_at > begins
         assert event.ends_at is None or event.status in {"active", "on-hold"}
+
+
+# --- an order written ahead of its first dose ------------------------------------------------
+@pytest.mark.parametrize(("timing", "starts"), [
+    (("TQ1|1||QD||||20250110080000+0000",), "2025-01-10T08:00:00+00:00"),
+    (("TQ1|1||QD||||20250110",), "2025-01-10T00:00:00+00:00"),  # the start of that day
+    (("TQ1|1||QD||||20250106080000+0000",), None),  # began before the order: as it was
+    (("TQ1|1||QD",), None),
+    # several TQ1s: the first to start; one without a start starts with the order
+    (("TQ1|1||QD||||20250120|||||S", "TQ1|2||QD||||20250110"), "2025-01-10T00:00:00+00:00"),
+    (("TQ1|1||QD|||||||||S", "TQ1|2||QD||||20250110"), None),
+])
+def test_a_later_start_is_the_orders_start(timing: tuple[str, ...], starts: str | None) -> None:
+    event = order_of(pulse(*timing))
+    said = None if event.starts_at is None else event.starts_at.astimezone(UTC).isoformat()
+    assert said == starts
+
+
+def test_the_v23_quantity_timing_start_and_a_stopped_order() -> None:
+    event = order_of(pulse(orc7="1^QD^^20250110080000+0000"))
+    assert event.starts_at is not None and event.starts_at.day == 10
+    assert order_of(pulse("TQ1|1||QD||||20250110", control="DC")).starts_at is None
+
+
+def test_a_course_ending_before_it_starts_is_refused() -> None:
+    assert refused(pulse("TQ1|1||QD||||20250110|20250108")) == (
+        "TQ1-8: the course ends at '20250108', not after it starts (TQ1-7 '20250110') "
+        "(order 'ORD-MP-1')"
+    )

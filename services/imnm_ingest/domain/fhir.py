@@ -16,7 +16,9 @@ What is converted:
   give the drug) -> nothing.
 * ``MedicationStatement`` (the patient's medication list) -> ``medication_order`` with
   ``reported: true`` and ``order_id`` ``MedicationStatement/<key>``: a statin there is a hazard,
-  prophylaxis there is cover, a glucocorticoid there is not summed (docs/rules.md).
+  prophylaxis there is cover, a glucocorticoid there is not summed (docs/rules.md). A
+  MedicationRequest with ``reportedBoolean: true`` or a ``reportedReference`` (US Core's medication
+  list) is ``reported`` too.
 * ``Condition`` coding immune-mediated necrotizing myopathy -> ``diagnosis`` (``"IMNM"``); any
   other condition -> nothing.
 * Any other resource type alone is ``unsupported_message``; inside a Bundle it is skipped
@@ -405,6 +407,9 @@ def _medication_request(raw: dict[str, Any], context: _Context) -> list[EventObj
         "order_id": key,
         "status": status,
     }
+    if request.reportedBoolean or request.reportedReference is not None:
+        # US Core writes the medication list this way, not as MedicationStatements
+        event["reported"] = True
     event["medication"], product = _ordered_medication(request, context)
     dosages = Dosages(request.dosageInstruction or [], "MedicationRequest.dosageInstruction",
                       event["status"], request.authoredOn)

@@ -209,3 +209,18 @@ def test_a_home_prednisone_and_the_inpatient_order_continuing_it_count_once() ->
     transitions = _replayed(patient(), imnm_condition(), home, prednisone_order())
     calcium = [t for t in transitions if t.rule == "calcium_vitamin_d_missing"]
     assert calcium and all("60 mg/day" in t.detail for t in calcium if t.status == "open")
+
+
+@pytest.mark.parametrize(("reported", "said"), [
+    ({"reportedBoolean": True}, True),
+    ({"reportedReference": {"reference": f"Patient/{MRN}"}}, True),
+    ({"reportedBoolean": False}, None),
+    ({}, None),
+])
+def test_a_request_reported_as_us_core_writes_the_list_is_reported(
+    reported: dict[str, Any], said: bool | None
+) -> None:
+    [event] = convert(atorvastatin_order() | reported)
+    assert isinstance(event, MedicationOrderEvent)
+    assert event.reported is said
+    assert event.order_id == "medrx-ator-3001"

@@ -13,7 +13,8 @@ What is converted:
 * ``Observation`` with a LOINC code -> ``lab_result``; without one -> nothing. A panel (no value,
   but ``hasMember`` or ``component``) -> nothing: its members arrive as Observations of their own.
 * ``MedicationRequest`` -> ``medication_order``, except ``doNotPerform: true`` (an order *not* to
-  give the drug) -> nothing.
+  give the drug) and the intents ``proposal``, ``option`` and ``instance-order`` -> nothing. A
+  ``filler-order`` belongs to the order its ``basedOn`` names.
 * ``MedicationStatement`` (the patient's medication list) -> ``medication_order`` with
   ``reported: true`` and ``order_id`` ``MedicationStatement/<key>``: a statin there is a hazard,
   prophylaxis there is cover, a glucocorticoid there is not summed (docs/rules.md). A
@@ -158,10 +159,15 @@ _STATIN_ASSOCIATED = re.compile(
 )
 _NOT_STATIN = re.compile(r"\b(?:non|not|no)[\s-]+statin", re.IGNORECASE)
 
-# Patient/<id>, relative or absolute, optionally with /_history/<version>.
-_PATIENT_REFERENCE = re.compile(
-    r"(?:^|/)Patient/([A-Za-z0-9\-.]{1,64})(?:/_history/[A-Za-z0-9\-.]{1,64})?$"
-)
+
+def _reference_to(resource_type: str) -> re.Pattern[str]:
+    """``<resource_type>/<id>``, relative or absolute, optionally with /_history/<version>."""
+    return re.compile(
+        rf"(?:^|/){resource_type}/([A-Za-z0-9\-.]{{1,64}})(?:/_history/[A-Za-z0-9\-.]{{1,64}})?$"
+    )
+
+
+_PATIENT_REFERENCE = _reference_to("Patient")
 
 Model = TypeVar("Model", bound=BaseModel)
 EventObject = dict[str, Any]
@@ -386,6 +392,8 @@ def _medication_request(raw: dict[str, Any], context: _Context) -> list[EventObj
     request = _validate(MedicationRequest, raw)
     if request.doNotPerform:
         return []  # an order NOT to give the drug is no exposure to it
+    if request.intent in _NOT_AN_ORDER:
+        return []
     status = request.status
     if status not in _ORDER_STATUSES:
         raise ConversionRejected(
@@ -404,7 +412,7 @@ def _medication_request(raw: dict[str, Any], context: _Context) -> list[EventObj
         "patient_id": _patient_id(request.subject, "MedicationRequest", context),
         "occurred_at": _first_instant(candidates),
         "source": SOURCE,
-        "order_id": key,
+        "order_id": _order_key(request, key, context),
         "status": status,
     }
     if request.reportedBoolean or request.reportedReference is not None:
@@ -508,6 +516,31 @@ def _in_mass(
         return dose_as_written_or_mg(dose["value"], dose["unit"], _strength(resource, product))
 
     return in_mass
+
+
+# MedicationRequest.intent that is no order of its own: a proposal or an option is not
+# authorised, and an instance-order is one administration of an order that already counts.
+_NOT_AN_ORDER = frozenset({"proposal", "option", "instance-order"})
+_ORDER_REFERENCE = _reference_to("MedicationRequest")
+
+
+def _order_key(request: MedicationRequest, key: str, context: _Context) -> str:
+    """The order a version belongs to. A pharmacy's filler-order based on a MedicationRequest is
+    that prescription: counted apart, the prescriber's and the pharmacy's versions of one
+    prednisone order would add up to twice its dose. Its event ids stay its own."""
+    if request.intent != "filler-order":
+        return key
+    for based_on in request.basedOn or []:
+        reference = based_on.reference or ""
+        found = context.resolve(reference) if reference else None
+        if found is not None and found.get("resourceType") == "MedicationRequest":
+            placer = found.get("id")
+            if isinstance(placer, str) and placer:
+                return placer
+        match = _ORDER_REFERENCE.search(reference)
+        if match is not None:
+            return match.group(1)
+    return key
 
 
 def _ordered_medication(

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import orjson
 
+from imnm_cli.broker_args import add_bootstrap, broker_of
 from imnm_cli.service_start import service_settings
 from imnm_common.settings import Settings, get_settings
 
@@ -31,7 +32,7 @@ def register(commands: argparse._SubParsersAction) -> None:
                        "(MLLP framing allowed)")
     which.add_argument("--fhir", metavar="FILE", help="one FHIR JSON resource or Bundle, or "
                        "one resource per line")
-    send.add_argument("--bootstrap", help="Kafka host:port (default: IMNM_KAFKA_BOOTSTRAP)")
+    add_bootstrap(send)
     send.set_defaults(handler=run_send_raw)
 
 
@@ -69,10 +70,8 @@ def split_fhir(data: bytes) -> list[bytes]:
 
 def run_send_raw(args: argparse.Namespace) -> int:
     settings = get_settings()
-    broker = (args.bootstrap or settings.kafka_bootstrap).strip()
-    if not broker:
-        print("imnm send-raw: no Kafka broker: set IMNM_KAFKA_BOOTSTRAP or pass --bootstrap",
-              file=sys.stderr)
+    broker = broker_of(args, settings, "send-raw")
+    if broker is None:
         return EXIT_USAGE
     path = Path(args.hl7v2 or args.fhir)
     try:

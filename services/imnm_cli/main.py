@@ -26,7 +26,8 @@ def _register_optional(commands: argparse._SubParsersAction) -> None:
     """Commands whose modules pull in Kafka/faust are imported lazily by their own register()."""
     import importlib
 
-    for name in ("imnm_cli.stream_cmds", "imnm_cli.console_cmd", "imnm_cli.ingest_cmds"):
+    for name in ("imnm_cli.stream_cmds", "imnm_cli.console_cmd", "imnm_cli.ingest_cmds",
+                 "imnm_cli.redrive_cmd"):
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as missing:

@@ -14,6 +14,7 @@ from typing import IO
 
 import orjson
 
+from imnm_cli.broker_args import add_bootstrap, broker_of
 from imnm_common.settings import Settings, get_settings
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_SKIPPED = 0, 1, 2, 3
@@ -29,7 +30,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         "published (nothing committed; restart to reprocess).",
     )
     tracker.add_argument("--app-id", help="faust app id = consumer group (IMNM_TRACKER_APP_ID)")
-    _bootstrap(tracker)
+    add_bootstrap(tracker)
     tracker.add_argument("--timer-interval", type=float,
                          help="seconds between time-based evaluations "
                          "(IMNM_TRACKER_TIMER_INTERVAL_SECONDS)")
@@ -52,12 +53,12 @@ def register(commands: argparse._SubParsersAction) -> None:
         "publish", help="send a JSON-lines file of events to the events topic"
     )
     publish.add_argument("file", help="events.v1 JSON lines; '-' reads standard input")
-    _bootstrap(publish)
+    add_bootstrap(publish)
     publish.add_argument("--topic", help="default: IMNM_TOPIC_EVENTS")
     publish.set_defaults(handler=run_publish)
 
     tail = commands.add_parser("tail", help="print alert transitions as they arrive")
-    _bootstrap(tail)
+    add_bootstrap(tail)
     which = tail.add_mutually_exclusive_group()
     which.add_argument("--topic", help="default: IMNM_TOPIC_ALERTS")
     which.add_argument("--dead-letters", action="store_true", help="tail the dead-letter topic")
@@ -65,19 +66,6 @@ def register(commands: argparse._SubParsersAction) -> None:
                       help="start at the oldest message instead of new ones only")
     tail.add_argument("--max-messages", type=int, help="stop after this many messages")
     tail.set_defaults(handler=run_tail)
-
-
-def _bootstrap(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--bootstrap", help="Kafka host:port (default: IMNM_KAFKA_BOOTSTRAP)")
-
-
-def _broker(args: argparse.Namespace, settings: Settings, command: str) -> str | None:
-    broker = (args.bootstrap or settings.kafka_bootstrap).strip()
-    if not broker:
-        print(f"imnm {command}: no Kafka broker: set IMNM_KAFKA_BOOTSTRAP or pass --bootstrap",
-              file=sys.stderr)
-        return None
-    return broker
 
 
 # ------------------------------------------------------------------------- tracker
@@ -122,7 +110,7 @@ def patient_key(line: bytes) -> bytes:
 
 def run_publish(args: argparse.Namespace) -> int:
     settings = get_settings()
-    broker = _broker(args, settings, "publish")
+    broker = broker_of(args, settings, "publish")
     if broker is None:
         return EXIT_USAGE
     topic = args.topic or settings.topics.events
@@ -193,7 +181,7 @@ async def _publish(
 # ------------------------------------------------------------------------- tail
 def run_tail(args: argparse.Namespace) -> int:
     settings = get_settings()
-    broker = _broker(args, settings, "tail")
+    broker = broker_of(args, settings, "tail")
     if broker is None:
         return EXIT_USAGE
     topic = args.topic or (settings.topics.deadletter if args.dead_letters

@@ -55,6 +55,7 @@ class Settings(BaseSettings):
     console_user_header: str = ""
 
     ingest_group_id: str = "imnm-ingest"
+    redrive_group_id: str = "imnm-redrive"  # where `imnm redrive` remembers the letters it read
     ingest_metrics_host: str = "127.0.0.1"
     ingest_metrics_port: int = Field(default=9109, ge=1, le=65535)
     # HL7 v2 timestamps often carry no UTC offset: they are read in the site's time zone.

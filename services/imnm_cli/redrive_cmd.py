@@ -1,12 +1,12 @@
 """``imnm redrive``: send dead letters back to the topic they were read from, once their cause is
-fixed (docs/operations in the README: "Dead letters")."""
+fixed (docs/operations.md, "Re-driving dead letters")."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import sys
-from datetime import datetime
+from datetime import UTC, datetime
 
 from imnm_cli.broker_args import add_bootstrap, broker_of
 from imnm_common.settings import get_settings
@@ -35,9 +35,11 @@ def register(commands: argparse._SubParsersAction) -> None:
     redrive.add_argument("--topic", action="append", default=[],
                          help="only letters read from this topic (repeatable)")
     redrive.add_argument("--rejected-since", type=_instant, metavar="TIME",
-                         help="only letters rejected at or after TIME (RFC 3339 with offset)")
+                         help="only letters rejected at or after TIME (RFC 3339 with offset, or "
+                         "epoch seconds)")
     redrive.add_argument("--rejected-before", type=_instant, metavar="TIME",
-                         help="only letters rejected before TIME (RFC 3339 with offset)")
+                         help="only letters rejected before TIME (RFC 3339 with offset, or "
+                         "epoch seconds)")
     redrive.add_argument("--from-beginning", action="store_true",
                          help="look at every letter again, not only those after the last run")
     redrive.add_argument("--dry-run", action="store_true",
@@ -46,13 +48,12 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def _instant(text: str) -> datetime:
+    from imnm_tracker.clock import parse_instant  # the tracker's --fixed-now reads times alike
+
     try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an RFC 3339 time: {text!r}") from None
-    if moment.tzinfo is None:
-        raise argparse.ArgumentTypeError(f"{text!r} has no UTC offset")
-    return moment
+        return datetime.fromtimestamp(parse_instant(text), UTC)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def run_redrive(args: argparse.Namespace) -> int:

@@ -293,10 +293,8 @@ class MedicationOrderEvent(_Envelope):
         return ends_at
 
 
-def _latest(occurred_at: datetime | None, starts_at: datetime | None) -> datetime | None:
-    if occurred_at is None or starts_at is None:
-        return occurred_at if starts_at is None else starts_at
-    return max(occurred_at, starts_at)
+def _latest(*moments: datetime | None) -> datetime | None:
+    return max((moment for moment in moments if moment is not None), default=None)
 
 
 class MuscleAssessmentEvent(_Envelope):

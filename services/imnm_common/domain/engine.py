@@ -256,7 +256,7 @@ def _record_order(state: PatientState, event: MedicationOrderEvent, at: float) -
     dosing = (factor, methotrexate, quoted, state.body_weights)
     version = _order_version(at, event.status, event.event_id, event.dose, event.frequency,
                              *dosing)
-    glucocorticoid = DrugClass.GLUCOCORTICOID in (order.classes if order else classes)
+    glucocorticoid = DrugClass.GLUCOCORTICOID in (order.classes if order is not None else classes)
     starts = _later_start(event, at, version, glucocorticoid)
     if starts is not None:
         # written ahead of its first dose: ordered now, given from then (a step of its schedule)

@@ -184,8 +184,8 @@ def statin_active(ctx: RuleContext) -> list[Finding]:
             stop = "Tell the patient to stop the statin now, and mark it stopped on the list"
         else:
             summary = f"Active statin order ({order.label}) in a patient with IMNM"
-            said = f"Order {order.order_id} for {order.label} ({dose}) is {version.status} " \
-                   f"since {since_day}."
+            said = (f"Order {order.order_id} for {order.label} ({dose}) is {version.status} "
+                    f"since {since_day}.")
             stop = "Discontinue the statin now and do not re-challenge"
         findings.append(
             Finding(

@@ -56,7 +56,6 @@ class Redriven:
     topic: str
     key: bytes | None
     value: bytes
-    reason_code: str
 
 
 @dataclass(slots=True)
@@ -89,4 +88,4 @@ def to_redrive(value: bytes | None, choice: RedriveChoice, tally: RedriveTally) 
     original = (base64.b64decode(letter.payload) if letter.payload_encoding == "base64"
                 else letter.payload.encode("utf-8"))
     key = None if letter.key is None else letter.key.encode("utf-8")
-    return Redriven(letter.topic, key, original, letter.reason_code)
+    return Redriven(letter.topic, key, original)

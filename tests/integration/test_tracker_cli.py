@@ -30,7 +30,10 @@ async def test_publish_skips_and_reports_unkeyable_lines(
         capture_output=True, text=True, timeout=60, check=False,
     )
     assert done.returncode == 3
-    report = done.stderr.splitlines()
+    # The Kafka client may warn of a retried produce while the new topic's leader settles:
+    # labelled as the library's, never mistaken for (or mixed into) the report.
+    library = "imnm publish: WARNING aiokafka"
+    report = [line for line in done.stderr.splitlines() if not line.startswith(library)]
     assert report[0].startswith("line 2: not JSON (")  # orjson's words follow
     assert report[1:] == [
         "line 4: not a JSON object",
